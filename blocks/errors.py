@@ -1,0 +1,192 @@
+"""The one exception hierarchy of prefect-batch-endpoints.
+
+Every error a user can see derives from :class:`BatchEndpointError`. Each one takes domain
+values (file, key, endpoint, mini-batch, path), renders a message that says what went wrong
+*and what to do*, and survives pickling so that it crosses Dask and Prefect boundaries intact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+def _rebuild(cls: type[BatchEndpointError], state: dict[str, Any]) -> BatchEndpointError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, state.get("message", ""))
+    return error
+
+
+class BatchEndpointError(Exception):
+    """Base of every error this project raises on purpose.
+
+    ``message`` says what is wrong; ``hint`` says what to do about it.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return f"{self.message}\nHint: {self.hint}" if self.hint else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), dict(self.__dict__)))
+
+
+def _listing(names: Iterable[str]) -> str:
+    names = sorted(names)
+    return ", ".join(names) if names else "(none)"
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+class SpecError(BatchEndpointError):
+    """A YAML file or a spec value is invalid: names the file, the key path and the fix."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        source: str | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.source = source
+        self.key = key
+        where = " ".join(part for part in (source, f"key '{key}'" if key else None) if part)
+        super().__init__(f"{where}: {problem}" if where else problem, hint=hint)
+
+
+class NotFoundError(BatchEndpointError):
+    """A named object (endpoint, deployment, model, compute, datastore, job) does not exist."""
+
+    def __init__(
+        self, kind: str, name: str, *, known: Iterable[str] = (), hint: str | None = None
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.known = sorted(known)
+        super().__init__(
+            f"{kind} '{name}' not found. Known {kind}s: {_listing(self.known)}.", hint=hint
+        )
+
+
+class AlreadyExistsError(BatchEndpointError):
+    """Creating an object whose name is taken."""
+
+    def __init__(self, kind: str, name: str, *, hint: str | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"{kind} '{name}' already exists.", hint=hint)
+
+
+class MissingDependencyError(BatchEndpointError):
+    """A Python package an environment or a scoring script needs is not installed."""
+
+    def __init__(self, message: str, *, packages: Iterable[str] = ()) -> None:
+        self.packages = sorted(set(packages))
+        hint = f"pip install {' '.join(self.packages)}" if self.packages else None
+        super().__init__(message, hint=hint)
+
+
+# --- inputs and outputs --------------------------------------------------------------------
+
+
+class InputError(BatchEndpointError):
+    """The job input cannot be listed or read. ``uri`` is always shown with secrets masked."""
+
+    def __init__(self, uri: str, problem: str, *, hint: str | None = None) -> None:
+        self.uri = uri
+        super().__init__(f"Input '{uri}': {problem}", hint=hint)
+
+
+class OutputExistsError(BatchEndpointError):
+    """The output file is already there; jobs never overwrite results."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"Output file '{path}' already exists; the job was not started.",
+            hint="Choose another --output-path or output_file_name, or remove the file.",
+        )
+
+
+class StorageError(BatchEndpointError):
+    """Reading or writing a location failed (permissions, credentials, network)."""
+
+    def __init__(self, uri: str, problem: str, *, hint: str | None = None) -> None:
+        self.uri = uri
+        super().__init__(f"'{uri}': {problem}", hint=hint)
+
+
+# --- scoring -------------------------------------------------------------------------------
+
+
+class ScoringScriptError(BatchEndpointError):
+    """The scoring script could not be loaded, or its init() failed."""
+
+
+class MiniBatchAttemptError(BatchEndpointError):
+    """One attempt at one mini-batch failed.
+
+    ``category`` is one of ``user_error`` (run() raised), ``bad_return`` (run() returned
+    something that is neither a DataFrame nor a list), ``timeout`` (run() exceeded the
+    timeout and its process was stopped), ``process_died`` (the scoring process ended
+    unexpectedly), ``init_error`` (init() failed) or ``system_error``.
+    """
+
+    def __init__(
+        self,
+        *,
+        mini_batch_id: str,
+        files: list[str],
+        attempt: int,
+        category: str,
+        detail: str,
+        traceback: str = "",
+        process: str = "",
+    ) -> None:
+        self.mini_batch_id = mini_batch_id
+        self.files = list(files)
+        self.attempt = attempt
+        self.category = category
+        self.detail = detail
+        self.traceback = traceback
+        self.process = process
+        shown = ", ".join(files[:3]) + (f" … (+{len(files) - 3} more)" if len(files) > 3 else "")
+        super().__init__(
+            f"Mini-batch {mini_batch_id} attempt {attempt} failed ({category}): {detail} "
+            f"[files: {shown}]"
+        )
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+class JobFailed(BatchEndpointError):
+    """A job ended without a usable result; the message gives the counts."""
+
+
+class ErrorThresholdExceeded(JobFailed):
+    """More items failed than ``error_threshold`` allows."""
+
+    def __init__(self, failed_items: int, threshold: int) -> None:
+        self.failed_items = failed_items
+        self.threshold = threshold
+        super().__init__(
+            f"The number of failed items is {failed_items}, "
+            f"which exceeds error threshold {threshold}.",
+            hint="See logs/errors.txt beside the output for every failed attempt.",
+        )
+
+
+class NoSucceededItems(JobFailed):
+    """An ``append_row`` job in which no item succeeded."""
+
+
+class MiniBatchTimedOut(JobFailed):
+    """A mini-batch timed out on every attempt."""

@@ -1,0 +1,690 @@
+"""Typed specs of the endpoint and batch-deployment YAML files that ``az ml`` users write.
+
+Pure code (no Prefect). The models are pydantic v2 with ``extra="forbid"``. ``parse_*`` and
+``load_*_yaml`` are the boundary: any problem surfaces as ONE :class:`SpecError` that names the
+file, the dotted key, the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from blocks.errors import SpecError
+from blocks.names import validate_name
+
+__all__ = [
+    "DEFAULT_OUTPUT_FILE_NAME",
+    "CodeConfiguration",
+    "DeploymentSettings",
+    "EndpointDefaults",
+    "EndpointSpec",
+    "EnvironmentSpec",
+    "InlineModel",
+    "JobSettings",
+    "ModelDeploymentSpec",
+    "ModelReference",
+    "ResourceSettings",
+    "RetrySettings",
+    "load_deployment_yaml",
+    "load_endpoint_yaml",
+    "parse_deployment",
+    "parse_endpoint",
+]
+
+DEFAULT_OUTPUT_FILE_NAME = "predictions.csv"
+_SETTINGS_KEYS = (
+    "max_concurrency_per_instance",
+    "mini_batch_size",
+    "retry_settings",
+    "error_threshold",
+    "output_action",
+    "output_file_name",
+    "logging_level",
+    "environment_variables",
+)
+_BAD_FILE_CHARS = '/\\~"#%&*:<>?{|}'
+_MODEL_FORMS = "'azureml:<name>:<version>' or 'azureml:<name>@latest'"
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+_MODEL_REF = re.compile(
+    rf"azureml:(?P<name>{_MODEL_NAME.pattern})(?::(?P<version>[A-Za-z0-9._-]+)|@(?P<label>latest))"
+)
+
+
+def _fail(message: str, *, key: str = "", hint: str = "") -> PydanticCustomError:
+    """A validation error carrying our own message, an optional sub-key and a hint."""
+    ctx = {"spec_message": message, "spec_key": key, "spec_hint": hint}
+    return PydanticCustomError("spec_error", "{spec_message}", ctx)
+
+
+def _name_rule(kind: str) -> AfterValidator:
+    def check(value: str) -> str:
+        try:
+            return validate_name(kind, value)
+        except SpecError as exc:
+            raise _fail(exc.message, hint=exc.hint or "") from None
+
+    return AfterValidator(check)
+
+
+def _output_file_name(value: str) -> str:
+    bad = sorted({ch for ch in value if ch in _BAD_FILE_CHARS})
+    if bad or value.strip() in ("", ".", ".."):
+        shown = f"contains {' '.join(bad)}" if bad else "is not a file name"
+        raise _fail(
+            f"output file name {value!r} {shown}; it must be a plain file name without path "
+            f'separators or any of ~"#%&*:<>?\\{{|}}',
+            hint="Use a name such as 'predictions.csv'; choose the folder with the output path.",
+        )
+    return value
+
+
+def _choice(*choices: str) -> BeforeValidator:
+    """Accept ``append_row``, ``AppendRow``, ``APPEND-ROW`` … as the canonical choice."""
+
+    def fold(value: Any) -> Any:
+        if isinstance(value, str):
+            folded = re.sub(r"[_\s-]", "", value).lower()
+            return next((c for c in choices if c.replace("_", "") == folded), value)
+        return value
+
+    return BeforeValidator(fold)
+
+
+def _stringify_values(value: Any) -> Any:
+    """YAML numbers and booleans in a str->str mapping become strings (``true`` -> "true")."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, (int, float)):
+            item = str(item)
+        out[key] = item
+    return out
+
+
+_Count = Annotated[int, Field(ge=1, strict=True)]
+_Seconds = Annotated[int, Field(gt=0, strict=True)]
+_Threshold = Annotated[int, Field(ge=-1, strict=True)]
+_StrDict = Annotated[dict[str, str], BeforeValidator(_stringify_values)]
+_OutputAction = Annotated[
+    Literal["append_row", "summary_only"], _choice("append_row", "summary_only")
+]
+_LoggingLevel = Annotated[Literal["warning", "info", "debug"], _choice("warning", "info", "debug")]
+_OutputFileName = Annotated[str, AfterValidator(_output_file_name)]
+_EndpointName = Annotated[str, _name_rule("endpoint")]
+_DeploymentName = Annotated[str, _name_rule("deployment")]
+
+
+class _Spec(BaseModel):
+    """Base of the spec models: unknown keys are refused, ``$schema`` is ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_schema(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "$schema" in data:
+            return {k: v for k, v in data.items() if k != "$schema"}
+        return data
+
+
+class RetrySettings(_Spec):
+    """How a failed or timed-out mini-batch is retried."""
+
+    max_retries: _Count = Field(3, description="Attempts in total for one mini-batch.")
+    timeout: _Seconds = Field(30, description="Seconds allowed for one run() call.")
+
+
+class DeploymentSettings(_Spec):
+    """The ``settings:`` block of a model deployment (or the legacy root-level keys)."""
+
+    max_concurrency_per_instance: _Count = Field(1, description="Scoring processes per node.")
+    mini_batch_size: _Count = Field(10, description="Files per run() call.")
+    retry_settings: RetrySettings = Field(default_factory=RetrySettings)
+    error_threshold: _Threshold = Field(-1, description="Failed items tolerated; -1 = no limit.")
+    output_action: _OutputAction = Field("append_row", description="append_row or summary_only.")
+    output_file_name: _OutputFileName | None = Field(None, description="append_row file name.")
+    logging_level: _LoggingLevel = Field("info", description="warning, info or debug.")
+    environment_variables: _StrDict = Field(default_factory=dict, description="Set per process.")
+
+    @model_validator(mode="after")
+    def _file_name_needs_append_row(self) -> DeploymentSettings:
+        if self.output_action == "summary_only" and self.output_file_name is not None:
+            raise _fail(
+                f"output_file_name {self.output_file_name!r} cannot be used with "
+                "output_action 'summary_only' (nothing is written to an output file)",
+                key="output_file_name",
+                hint="Remove output_file_name, or set output_action: append_row.",
+            )
+        return self
+
+    @property
+    def effective_output_file_name(self) -> str | None:
+        """The file rows are appended to: ``predictions.csv`` unless named; None if summary_only."""
+        if self.output_action == "summary_only":
+            return None
+        return self.output_file_name or DEFAULT_OUTPUT_FILE_NAME
+
+
+class CodeConfiguration(_Spec):
+    """Where the scoring script lives: ``code`` is its folder, ``scoring_script`` its file."""
+
+    code: str = Field(min_length=1, description="Folder holding the scoring script.")
+    scoring_script: str = Field(min_length=1, description="Script file, relative to code.")
+
+
+class EnvironmentSpec(_Spec):
+    """An inline environment ``{name, image, conda_file}`` or a string ``reference``."""
+
+    name: str | None = None
+    version: str | int | None = None
+    image: str | None = None
+    conda_file: str | None = Field(None, description="conda.yaml, relative to the YAML file.")
+    description: str | None = None
+    reference: str | None = Field(None, description="e.g. 'azureml:my-env:1'.")
+
+
+class ModelReference(_Spec):
+    """A registered model: ``azureml:<name>:<version>`` or ``azureml:<name>@latest``."""
+
+    name: str
+    version: str | None = None
+    label: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, source: str | None = None, key: str = "model") -> ModelReference:
+        """Parse a reference string, raising SpecError that shows the accepted forms."""
+        match = _MODEL_REF.fullmatch(text.strip()) if isinstance(text, str) else None
+        if match is None:
+            raise SpecError(_bad_model(text), source=source, key=key, hint=_MODEL_HINT)
+        return cls(**match.groupdict())
+
+    @model_validator(mode="after")
+    def _version_or_label(self) -> ModelReference:
+        if (self.version is None) == (self.label is None):
+            raise _fail("a model reference has either a version or the label 'latest'")
+        return self
+
+    def __str__(self) -> str:
+        suffix = f"@{self.label}" if self.label else f":{self.version}"
+        return f"azureml:{self.name}{suffix}"
+
+
+class InlineModel(_Spec):
+    """A model given inline (``{name, path, type}``); deploying it registers a new version."""
+
+    name: str
+    path: str = Field(min_length=1, description="Model file or folder, relative to the YAML.")
+    type: str = "custom_model"
+    version: str | None = None
+    description: str | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if not _MODEL_NAME.fullmatch(value):
+            raise _fail(f"invalid model name {value!r}: use letters, digits, '-', '_' and '.'")
+        return value
+
+
+_MODEL_HINT = f"Use {_MODEL_FORMS}, or an inline mapping with name, path and type."
+_TAGS: dict[str, type[BaseModel]] = {"model-reference": ModelReference, "inline-model": InlineModel}
+
+
+def _bad_model(value: Any) -> str:
+    return f"invalid model {value!r}: expected {_MODEL_FORMS}, or an inline {{name, path, type}}"
+
+
+def _model_tag(value: Any) -> str:
+    if isinstance(value, InlineModel) or (isinstance(value, dict) and "label" not in value):
+        return "inline-model"
+    return "model-reference"
+
+
+_ModelField = Annotated[
+    Annotated[ModelReference, Tag("model-reference")] | Annotated[InlineModel, Tag("inline-model")],
+    Discriminator(_model_tag),
+]
+
+
+class ResourceSettings(_Spec):
+    """``resources:`` of a deployment."""
+
+    instance_count: _Count = Field(1, description="Nodes per job.")
+
+
+class EndpointDefaults(_Spec):
+    """``defaults:`` of an endpoint."""
+
+    deployment_name: _DeploymentName | None = Field(None, description="Runs when none is named.")
+
+
+class EndpointSpec(_Spec):
+    """A batch endpoint (``endpoint.yml``)."""
+
+    name: _EndpointName
+    description: str | None = None
+    tags: _StrDict = Field(default_factory=dict)
+    auth_mode: str | None = Field("aad_token", description="Accepted, informational.")
+    defaults: EndpointDefaults = Field(default_factory=EndpointDefaults)
+
+
+class JobSettings(_Spec):
+    """The effective settings of one job: deployment settings with invoke overrides applied."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mini_batch_size: _Count
+    instance_count: _Count
+    max_concurrency_per_instance: _Count
+    max_retries: _Count
+    timeout: _Seconds
+    error_threshold: _Threshold
+    output_action: _OutputAction
+    output_file_name: _OutputFileName | None = None
+    logging_level: _LoggingLevel
+    environment_variables: _StrDict = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _file_name_matches_action(self) -> JobSettings:
+        if self.output_action == "summary_only" and self.output_file_name is not None:
+            raise _fail(
+                f"output_file_name {self.output_file_name!r} cannot be used with "
+                "output_action 'summary_only'",
+                key="output_file_name",
+                hint="Do not pass an output file name to a summary_only deployment.",
+            )
+        if self.output_action == "append_row" and self.output_file_name is None:
+            object.__setattr__(self, "output_file_name", DEFAULT_OUTPUT_FILE_NAME)
+        return self
+
+    @property
+    def process_count(self) -> int:
+        """Scoring processes of the job: instance_count × max_concurrency_per_instance."""
+        return self.instance_count * self.max_concurrency_per_instance
+
+
+class ModelDeploymentSpec(_Spec):
+    """A model batch deployment (``deployment.yml``), in the ``settings:`` or legacy layout."""
+
+    name: _DeploymentName
+    endpoint_name: _EndpointName | None = Field(None, description="Else given on the CLI.")
+    type: Literal["model"] = "model"
+    description: str | None = None
+    tags: _StrDict = Field(default_factory=dict)
+    model: _ModelField
+    code_configuration: CodeConfiguration | None = None
+    environment: EnvironmentSpec | None = None
+    compute: str = Field(description="azureml:<cluster-name>")
+    resources: ResourceSettings = Field(default_factory=ResourceSettings)
+    settings: DeploymentSettings = Field(default_factory=DeploymentSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layout(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        kind, flat = data.get("type"), [k for k in _SETTINGS_KEYS if k in data]
+        if kind is None:
+            if flat and "settings" in data:
+                raise _fail(
+                    f"'{flat[0]}' sits at the root (legacy layout) but a 'settings:' block exists",
+                    key=flat[0],
+                    hint=f"Move '{flat[0]}' under 'settings:' and add 'type: model'.",
+                )
+            rest = {k: v for k, v in data.items() if k not in flat}
+            return {**rest, "settings": {k: data[k] for k in flat}} if flat else data
+        if not isinstance(kind, str) or kind.strip().lower() != "model":
+            raise _fail(
+                f"deployment type {kind!r} is not supported: only 'model' deployments "
+                "are supported",
+                key="type",
+                hint="Set 'type: model' and describe the model, code and settings.",
+            )
+        if flat:
+            raise _fail(
+                f"'{flat[0]}' belongs under 'settings:' when the deployment has 'type: model'",
+                key=flat[0],
+                hint=f"Move it to 'settings.{flat[0]}', or drop 'type' (legacy flat layout).",
+            )
+        return {**data, "type": "model"}
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_reference(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return ModelReference.parse(value)
+            except SpecError as exc:
+                raise _fail(exc.message, hint=_MODEL_HINT) from None
+        if not isinstance(value, (dict, ModelReference, InlineModel)):
+            raise _fail(_bad_model(value), hint=_MODEL_HINT)
+        return value
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment_reference(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.startswith("azureml:"):
+                raise _fail(
+                    f"invalid environment {value!r}: expected a reference such as "
+                    "'azureml:<name>:<version>' or a mapping {name, image, conda_file}"
+                )
+            return {"reference": value}
+        return value
+
+    @field_validator("compute")
+    @classmethod
+    def _compute_reference(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", value.strip().removeprefix("azureml:")):
+            raise _fail(
+                f"invalid compute {value!r}: expected 'azureml:<cluster-name>'",
+                hint="Name a compute cluster, e.g. 'compute: azureml:batch-cluster'.",
+            )
+        return value.strip()
+
+    @property
+    def compute_name(self) -> str:
+        """The cluster name: ``batch-cluster`` for ``azureml:batch-cluster``."""
+        return self.compute.removeprefix("azureml:")
+
+    def job_settings(
+        self,
+        *,
+        mini_batch_size: int | None = None,
+        instance_count: int | None = None,
+        max_retries: int | None = None,
+        timeout: int | None = None,
+        error_threshold: int | None = None,
+        output_file_name: str | None = None,
+    ) -> JobSettings:
+        """The settings of one job; only the per-invoke overridable values can be changed."""
+        s = self.settings
+        given = {
+            "mini_batch_size": mini_batch_size,
+            "instance_count": instance_count,
+            "max_retries": max_retries,
+            "timeout": timeout,
+            "error_threshold": error_threshold,
+            "output_file_name": output_file_name,
+        }
+        values = {
+            "mini_batch_size": s.mini_batch_size,
+            "instance_count": self.resources.instance_count,
+            "max_concurrency_per_instance": s.max_concurrency_per_instance,
+            "max_retries": s.retry_settings.max_retries,
+            "timeout": s.retry_settings.timeout,
+            "error_threshold": s.error_threshold,
+            "output_action": s.output_action,
+            "output_file_name": s.output_file_name,
+            "logging_level": s.logging_level,
+            "environment_variables": dict(s.environment_variables),
+        }
+        values.update({k: v for k, v in given.items() if v is not None})
+        source = f"job overrides for deployment '{self.name}'"
+        try:
+            return JobSettings.model_validate(values)
+        except ValidationError as exc:
+            raise _spec_error(exc, JobSettings, source) from exc
+
+
+# --- the boundary: loading, and turning a ValidationError into one SpecError -----------------
+
+
+def parse_endpoint(data: dict, *, source: str = "<dict>") -> EndpointSpec:
+    """Validate an endpoint mapping; raise SpecError naming ``source`` and the key."""
+    return _parse(EndpointSpec, data, source)
+
+
+def parse_deployment(data: dict, *, source: str = "<dict>") -> ModelDeploymentSpec:
+    """Validate a deployment mapping (either layout); raise SpecError naming ``source``."""
+    return _parse(ModelDeploymentSpec, data, source)
+
+
+def load_endpoint_yaml(path: str | os.PathLike[str]) -> EndpointSpec:
+    """Read and validate an ``endpoint.yml``."""
+    data, text = _read_yaml(path)
+    return _parse(EndpointSpec, data, str(path), text)
+
+
+def load_deployment_yaml(path: str | os.PathLike[str]) -> ModelDeploymentSpec:
+    """Read and validate a ``deployment.yml``; its relative paths become absolute and must exist."""
+    data, text = _read_yaml(path)
+    spec = _parse(ModelDeploymentSpec, data, str(path), text)
+    folder = Path(path).resolve().parent
+
+    def where(key: str, value: str, kind: str) -> str:
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", value):  # a URI or azureml: reference
+            return value
+        full = folder / Path(value).expanduser()
+        if not full.exists():
+            raise SpecError(
+                f"{kind} {value!r} does not exist (looked for '{full}'){_at_line(text, key)}",
+                source=str(path),
+                key=key,
+                hint="Paths are relative to the folder of the YAML file; fix the path.",
+            )
+        return str(full.resolve())
+
+    updates: dict[str, Any] = {}
+    if (code := spec.code_configuration) is not None:
+        folder_path = where("code_configuration.code", code.code, "code folder")
+        script = Path(folder_path) / code.scoring_script
+        if os.path.isabs(folder_path) and not script.is_file():
+            raise SpecError(
+                f"scoring script {code.scoring_script!r} not found in '{folder_path}'"
+                f"{_at_line(text, 'code_configuration.scoring_script')}",
+                source=str(path),
+                key="code_configuration.scoring_script",
+                hint="scoring_script is a file inside the code folder.",
+            )
+        updates["code_configuration"] = code.model_copy(update={"code": folder_path})
+    env = spec.environment
+    if env is not None and env.conda_file:
+        conda = where("environment.conda_file", env.conda_file, "conda file")
+        updates["environment"] = env.model_copy(update={"conda_file": conda})
+    if isinstance(spec.model, InlineModel):
+        model_path = where("model.path", spec.model.path, "model path")
+        updates["model"] = spec.model.model_copy(update={"path": model_path})
+    return spec.model_copy(update=updates)
+
+
+def _read_yaml(path: str | os.PathLike[str]) -> tuple[dict, str]:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(
+            f"cannot read the file: {exc.strerror or exc}", source=source, hint="Check the path."
+        ) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(
+            f"invalid YAML{at}: {problem}", source=source, hint="Fix the YAML syntax there."
+        ) from exc
+    if not isinstance(data, dict):
+        node = yaml.compose(text)
+        line = node.start_mark.line + 1 if node is not None else 1
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise SpecError(
+            f"line {line}: expected a mapping of keys (name: ..., ...), got {got}",
+            source=source,
+            hint="A spec file is a YAML mapping such as 'name: my-endpoint'.",
+        )
+    return data, text
+
+
+def _parse(cls: type[Any], data: Any, source: str, text: str | None = None) -> Any:
+    if not isinstance(data, dict):
+        raise SpecError(f"expected a mapping of keys, got {type(data).__name__}", source=source)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        legacy = cls is ModelDeploymentSpec and "type" not in data
+        moved = {k for k in _SETTINGS_KEYS if k in data} if legacy else set()
+        raise _spec_error(exc, cls, source, text=text, legacy=legacy, moved=moved) from exc
+
+
+_MISSING_HINTS = {
+    "name": "Add 'name: <name>'.",
+    "model": f"Add 'model:' as {_MODEL_FORMS}, or an inline mapping with name, path and type.",
+    "compute": "Add 'compute: azureml:<cluster-name>'.",
+    "code": "Add the folder that holds the scoring script.",
+    "scoring_script": "Add the scoring script's file name, e.g. 'batch_driver.py'.",
+    "path": "Add the model file or folder, relative to the YAML file.",
+}
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "string_type": "a string",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "string_too_short": "a non-empty string",
+}
+
+
+def _spec_error(
+    exc: ValidationError,
+    root: type[BaseModel],
+    source: str,
+    *,
+    text: str | None = None,
+    legacy: bool = False,
+    moved: set[str] | frozenset[str] = frozenset(),
+) -> SpecError:
+    errors = exc.errors()
+    paths = [_user_path(error, moved) for error in errors]
+    problem, hint = _describe(errors[0], paths[0], root, legacy)
+    key = ".".join(paths[0])
+    problem += _at_line(text, key)
+    if len(errors) > 1:
+        more = sorted({".".join(p) or "<root>" for p in paths[1:]})
+        s = "s" if len(errors) > 2 else ""
+        problem += f" (and {len(errors) - 1} more problem{s}, at: {', '.join(more)})"
+    return SpecError(problem, source=source, key=key or None, hint=hint or None)
+
+
+def _user_path(error: Any, moved: set[str] | frozenset[str]) -> list[str]:
+    """The dotted key path as the user wrote it (no union tags; legacy keys at the root)."""
+    path = [str(part) for part in error["loc"] if part not in _TAGS]
+    if sub := (error.get("ctx") or {}).get("spec_key"):
+        path.append(sub)
+    if len(path) > 1 and path[0] == "settings" and path[1] in moved:
+        path = path[1:]
+    return path
+
+
+def _describe(error: Any, path: list[str], root: type[BaseModel], legacy: bool) -> tuple[str, str]:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "spec_error":
+        return ctx["spec_message"], ctx.get("spec_hint", "")
+    if kind == "missing":
+        return f"missing required key '{path[-1]}'", _MISSING_HINTS.get(path[-1], "")
+    if kind == "extra_forbidden":
+        return _unknown_key(error["loc"], root, legacy)
+    shown = _show(value)
+    noun = "an integer" if isinstance(value, int) and not isinstance(value, bool) else "a number"
+    if kind in ("greater_than_equal", "greater_than"):
+        op, bound = (">=", ctx.get("ge")) if kind == "greater_than_equal" else (">", ctx.get("gt"))
+        expected = f"{noun} {op} {bound}"
+    elif kind == "literal_error":
+        expected = str(ctx.get("expected"))
+    else:
+        expected = _EXPECTED.get(kind) or error["msg"].removeprefix("Value error, ")
+    name = path[-1] if path else "it"
+    return f"invalid value {shown}: expected {expected}", f"Set '{name}' to {expected}."
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in YAML (null, true), shortened."""
+    if value is None or isinstance(value, bool):
+        return str(value).lower().replace("none", "null")
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _unknown_key(loc: tuple, root: type[BaseModel], legacy: bool) -> tuple[str, str]:
+    bad, parent = str(loc[-1]), _model_at(root, loc[:-1])
+    valid = list(parent.model_fields) if parent is not None else []
+    if parent is ModelDeploymentSpec and loc[:-1] == ():
+        valid += [k if legacy else f"settings.{k}" for k in _SETTINGS_KEYS]
+    close = difflib.get_close_matches(bad, valid, n=1)
+    if close:
+        return (
+            f"unknown key '{bad}'; did you mean '{close[0]}'?",
+            f"Rename '{bad}' to '{close[0]}'.",
+        )
+    listing = ", ".join(valid) or "(none)"
+    return f"unknown key '{bad}'; valid keys here are: {listing}", f"Remove '{bad}'."
+
+
+def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The model class that validates the mapping at ``loc`` (None when it is not a model)."""
+    current: type[BaseModel] | None = root
+    for part in loc:
+        if part in _TAGS:
+            current = _TAGS[part]
+            continue
+        field = current.model_fields.get(part) if current is not None else None
+        if field is None:
+            return None
+        found = _models_in(field.annotation)
+        current = found[0] if len(found) == 1 else None
+    return current
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _at_line(text: str | None, key: str) -> str:
+    """`` (line N)`` for the YAML line of the dotted ``key``, or "" when unknown."""
+    if not text or not key:
+        return ""
+    try:
+        node: Any = yaml.compose(text)
+    except yaml.YAMLError:
+        return ""
+    line = None
+    for part in key.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            break
+        entry = next(((k, v) for k, v in node.value if k.value == part), None)
+        if entry is None:
+            break
+        line, node = entry[0].start_mark.line + 1, entry[1]
+    return f" (line {line})" if line else ""

@@ -1,0 +1,328 @@
+"""MNIST digits for the batch-endpoint example: load them, write them as a folder of PNGs.
+
+Importable as a plain module (put ``examples/mnist`` on ``sys.path``; ``import data``) and
+runnable::
+
+    python examples/mnist/data.py --mnist-dir ../shared/data/mnist --out examples/mnist/.work/sample --count 100
+
+writes ``00000.png`` … ``00099.png`` into ``--out`` and a labels CSV *next to* that folder
+(``examples/mnist/.work/sample_labels.csv``), never inside it: a batch job scores every file
+directly inside its input folder, so the folder must hold only the images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import gzip
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_MAGIC = 2051  # idx3-ubyte: 0x00000803
+LABEL_MAGIC = 2049  # idx1-ubyte: 0x00000801
+
+# file-name stems of the two MNIST subsets, as published (and as torchvision stores them)
+SUBSETS = {
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+}
+
+# where torchvision downloads MNIST from; used only for the quick "are we online" check
+_TORCHVISION_HOST = ("ossci-datasets.s3.amazonaws.com", 443)
+_NETWORK_TIMEOUT = 3.0
+
+
+class MnistFormatError(ValueError):
+    """An IDX file that is not what its name says (wrong magic number, truncated, …)."""
+
+
+# --------------------------------------------------------------------------- IDX reading
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    """``stem.gz`` or uncompressed ``stem`` in ``folder`` or in torchvision's ``MNIST/raw``."""
+    for base in (folder, folder / "MNIST" / "raw", folder / "raw"):
+        for name in (f"{stem}.gz", stem):
+            candidate = base / name
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            return fh.read()
+    except (OSError, EOFError) as exc:  # bad gzip stream, unreadable file
+        raise MnistFormatError(f"{path}: cannot read IDX data ({exc})") from exc
+
+
+def read_idx_images(path: str | os.PathLike) -> np.ndarray:
+    """Read an ``idx3-ubyte`` image file (optionally gzipped) as uint8 ``[N, rows, cols]``."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    if len(raw) < 16:
+        raise MnistFormatError(f"{path}: too short for an IDX image header ({len(raw)} bytes)")
+    magic, count, rows, cols = np.frombuffer(raw[:16], dtype=">u4")
+    if magic != IMAGE_MAGIC:
+        raise MnistFormatError(
+            f"{path}: magic number {int(magic)}, expected {IMAGE_MAGIC} for an IDX image file"
+        )
+    expected = 16 + int(count) * int(rows) * int(cols)
+    if len(raw) != expected:
+        raise MnistFormatError(
+            f"{path}: header says {int(count)} images of {int(rows)}x{int(cols)} "
+            f"({expected} bytes) but the file has {len(raw)} bytes"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(int(count), int(rows), int(cols))
+
+
+def read_idx_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read an ``idx1-ubyte`` label file (optionally gzipped) as uint8 ``[N]``."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    if len(raw) < 8:
+        raise MnistFormatError(f"{path}: too short for an IDX label header ({len(raw)} bytes)")
+    magic, count = np.frombuffer(raw[:8], dtype=">u4")
+    if magic != LABEL_MAGIC:
+        raise MnistFormatError(
+            f"{path}: magic number {int(magic)}, expected {LABEL_MAGIC} for an IDX label file"
+        )
+    if len(raw) != 8 + int(count):
+        raise MnistFormatError(
+            f"{path}: header says {int(count)} labels but the file has {len(raw) - 8}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=8).copy()
+
+
+def _load_subset(folder: Path, subset: str) -> tuple[np.ndarray, np.ndarray, str]:
+    image_stem, label_stem = SUBSETS[subset]
+    image_path, label_path = _find_idx(folder, image_stem), _find_idx(folder, label_stem)
+    missing = [s for s, p in ((image_stem, image_path), (label_stem, label_path)) if p is None]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder}: no MNIST {subset} files {', '.join(m + '[.gz]' for m in missing)}"
+        )
+    images, labels = read_idx_images(image_path), read_idx_labels(label_path)
+    if len(images) != len(labels):
+        raise MnistFormatError(
+            f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels"
+        )
+    return images, labels, f"MNIST {subset} set ({len(images)} images) from {image_path.parent}"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_mnist(
+    source: str | os.PathLike | None, *, subset: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Return ``(images uint8 [N,28,28], labels uint8 [N], description)``.
+
+    ``source`` is a folder with the IDX files (``t10k-images-idx3-ubyte.gz``,
+    ``t10k-labels-idx1-ubyte.gz``, and optionally ``train-images-idx3-ubyte.gz`` /
+    ``train-labels-idx1-ubyte.gz``; uncompressed files and torchvision's ``MNIST/raw`` layout
+    are accepted too). ``subset``: ``"test"``, ``"train"``, ``"all"`` (train then test) or
+    ``"auto"`` — the test set when it is there (it is what the example and its tests use),
+    else the train set.
+
+    With ``source=None``: download MNIST with ``torchvision.datasets.MNIST`` into a cache folder
+    (``$PBE_MNIST_CACHE`` or ``~/.cache/pbe-mnist``) after a quick network check, and when that
+    is impossible fall back to scikit-learn's bundled 8x8 digits scaled up to MNIST's format.
+    ``description`` says which source was used.
+    """
+    if subset not in ("auto", "test", "train", "all"):
+        raise ValueError(f"subset must be auto, test, train or all, not {subset!r}")
+    if source is None:
+        return _load_without_folder(subset)
+
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"MNIST folder {folder} does not exist")
+    if subset == "auto":
+        subset = "test" if _find_idx(folder, SUBSETS["test"][0]) else "train"
+    if subset != "all":
+        return _load_subset(folder, subset)
+    parts = [_load_subset(folder, s) for s in ("train", "test")]
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        " + ".join(p[2] for p in parts),
+    )
+
+
+def _network_reachable(host_port: tuple[str, int] = _TORCHVISION_HOST) -> bool:
+    try:
+        with socket.create_connection(host_port, timeout=_NETWORK_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _default_socket_timeout(seconds: float):
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _load_without_folder(subset: str) -> tuple[np.ndarray, np.ndarray, str]:
+    cache = Path(os.environ.get("PBE_MNIST_CACHE", Path.home() / ".cache" / "pbe-mnist"))
+    why = "network unreachable"
+    if _network_reachable():
+        try:
+            import torchvision
+
+            train = subset == "train"
+            with _default_socket_timeout(30):
+                dataset = torchvision.datasets.MNIST(root=str(cache), train=train, download=True)
+            images = dataset.data.numpy().astype(np.uint8)
+            labels = dataset.targets.numpy().astype(np.uint8)
+            name = "train" if train else "test"
+            return images, labels, f"MNIST {name} set ({len(images)} images) via torchvision in {cache}"
+        except Exception as exc:  # noqa: BLE001 - any failure means "use the fallback"
+            why = f"torchvision download failed: {type(exc).__name__}: {exc}"
+    return load_sklearn_digits(reason=why)
+
+
+def load_sklearn_digits(*, reason: str = "") -> tuple[np.ndarray, np.ndarray, str]:
+    """scikit-learn's bundled 1,797 digits (8x8, values 0-16) in MNIST's format.
+
+    Each digit is rescaled to 0-255, resized with Pillow to 20x20 and centred on a 28x28 black
+    canvas (MNIST digits sit in a 20x20 box inside 28x28), giving uint8 ``[1797, 28, 28]``.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    small = np.clip(np.rint(digits.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    images = np.zeros((len(small), 28, 28), dtype=np.uint8)
+    for i, img in enumerate(small):
+        resized = Image.fromarray(img).resize((20, 20), Image.Resampling.BILINEAR)
+        images[i, 4:24, 4:24] = np.asarray(resized, dtype=np.uint8)
+    labels = digits.target.astype(np.uint8)
+    description = (
+        f"scikit-learn load_digits fallback ({len(images)} 8x8 digits resized to 28x28, "
+        "not real MNIST)"
+    )
+    if reason:
+        description += f"; MNIST not available: {reason}"
+    return images, labels, description
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_pngs(
+    images: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    folder: str | os.PathLike,
+    *,
+    start: int = 0,
+    count: int | None = None,
+) -> list[Path]:
+    """Write ``images[start:start+count]`` as 8-bit grayscale PNGs named ``{index:05d}.png``.
+
+    ``index`` is the position in ``images`` (so ``start=42`` begins with ``00042.png``). Only
+    images go into ``folder``; pair the returned paths with ``labels`` and write them elsewhere
+    with :func:`write_labels_csv` (see :func:`labels_by_file`).
+    """
+    from PIL import Image
+
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"images must be [N, rows, cols], got shape {images.shape}")
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if not 0 <= start <= len(images):
+        raise ValueError(f"start {start} outside 0..{len(images)}")
+    stop = len(images) if count is None else start + count
+    if count is not None and (count < 0 or stop > len(images)):
+        raise ValueError(f"cannot write {count} images from index {start}: only {len(images)}")
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(start, stop):
+        pixels = np.ascontiguousarray(images[index], dtype=np.uint8)
+        path = folder / f"{index:05d}.png"
+        Image.fromarray(pixels).save(path, format="PNG")
+        paths.append(path)
+    return paths
+
+
+def labels_by_file(paths: Sequence[Path], labels: Sequence[int] | np.ndarray) -> dict[str, int]:
+    """``{"00042.png": 7, …}`` for paths written by :func:`write_pngs` (index from the name)."""
+    return {Path(p).name: int(labels[int(Path(p).stem)]) for p in paths}
+
+
+def write_labels_csv(labels_by_file: Mapping[str, int], path: str | os.PathLike) -> Path:
+    """Write ``file,label`` rows (with that header), sorted by file name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "label"])
+        for name in sorted(labels_by_file):
+            writer.writerow([name, int(labels_by_file[name])])
+    return path
+
+
+def default_labels_csv(folder: str | os.PathLike) -> Path:
+    """``<parent>/<folder name>_labels.csv``: next to the image folder, not inside it."""
+    folder = Path(folder)
+    return folder.parent / f"{folder.name}_labels.csv"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Write MNIST digits as a folder of PNGs (the input of a batch job) and "
+        "their labels as a CSV next to that folder."
+    )
+    parser.add_argument(
+        "--mnist-dir",
+        help="folder with the MNIST IDX .gz files (e.g. ../shared/data/mnist); without it, "
+        "torchvision download, else scikit-learn's small digits",
+    )
+    parser.add_argument("--out", required=True, help="folder to write the PNGs into")
+    parser.add_argument("--count", type=int, required=True, help="number of PNGs to write")
+    parser.add_argument("--start", type=int, default=0, help="index of the first image")
+    parser.add_argument(
+        "--subset", default="auto", choices=["auto", "test", "train", "all"],
+        help="which MNIST files to read (default: the test set when present)",
+    )
+    parser.add_argument(
+        "--labels-csv", help="where to write the labels (default: <out>_labels.csv next to it)"
+    )
+    args = parser.parse_args(argv)
+
+    images, labels, description = load_mnist(args.mnist_dir, subset=args.subset)
+    out = Path(args.out)
+    labels_csv = Path(args.labels_csv) if args.labels_csv else default_labels_csv(out)
+    if labels_csv.resolve().parent == out.resolve():
+        parser.error("--labels-csv must not be inside --out: the batch job scores every file there")
+    try:
+        paths = write_pngs(images, labels, out, start=args.start, count=args.count)
+    except ValueError as exc:
+        parser.error(str(exc))
+    write_labels_csv(labels_by_file(paths, labels), labels_csv)
+    print(f"data: {description}")
+    print(f"wrote {len(paths)} PNGs to {out} and labels to {labels_csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The ``batch-score`` flow: list the input, fan mini-batches out on Dask, reduce, merge."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.runtime import flow_run
+from prefect.states import Completed, State
+
+from blocks.compute import DaskCompute
+from blocks.errors import OutputExistsError, SpecError
+from blocks.spec import JobSettings, ModelDeploymentSpec
+from blocks.workspace import default_output_path
+from flows.fanout import score_all
+from flows.finish import merge_output, reduce_results
+from flows.inputs import list_input
+from flows.job import ScoringJob
+from flows.planning import plan_mini_batches
+from flows.report import write_report
+from flows.resolve import ResolvedDeployment, resolve_spec
+from flows.results import JobResult
+from flows.staging import JobStaging
+from flows.storage import Location
+from flows.task_runner import ScoringTaskRunner
+from flows.threshold import ErrorBudget
+from scoring.spec import ScoringProcessSpec
+
+
+def _resolve(
+    endpoint: str | None,
+    deployment_name: str | None,
+    deployment: ModelDeploymentSpec | None,
+    compute: DaskCompute | None,
+) -> ResolvedDeployment:
+    if deployment is not None:
+        return resolve_spec(deployment, compute)
+    if endpoint is None:
+        raise SpecError(
+            "name an endpoint (endpoint=...) or pass a deployment spec (deployment=...)"
+        )
+    from deployments.resolve import resolve_endpoint  # noqa: PLC0415 - needs the Prefect API
+
+    return resolve_endpoint(endpoint, deployment_name)
+
+
+def _process_spec(
+    resolved: ResolvedDeployment, settings: JobSettings, job_name: str, output_dir: str
+) -> ScoringProcessSpec:
+    return ScoringProcessSpec(
+        code_dir=resolved.code_dir,
+        scoring_script=resolved.scoring_script,
+        model_dir=resolved.model_dir,
+        output_dir=output_dir,
+        deployment=resolved.label,
+        job=job_name,
+        logging_level=settings.logging_level,
+        environment_variables=dict(settings.environment_variables),
+        init_timeout=max(300.0, 10.0 * settings.timeout),
+    )
+
+
+@flow(name="batch-score", log_prints=True, persist_result=False)
+def batch_score(
+    input: str,
+    endpoint: str | None = None,
+    deployment_name: str | None = None,
+    deployment: ModelDeploymentSpec | None = None,
+    input_type: Literal["uri_folder", "uri_file"] = "uri_folder",
+    output_path: str | None = None,
+    output_file_name: str | None = None,
+    mini_batch_size: int | None = None,
+    instance_count: int | None = None,
+    max_retries: int | None = None,
+    timeout: int | None = None,
+    error_threshold: int | None = None,
+    job_name: str | None = None,
+    compute: DaskCompute | None = None,
+) -> State:
+    """Score every file of ``input`` with a batch deployment and merge the predictions.
+
+    Name the endpoint (its default deployment runs unless ``deployment_name`` says
+    otherwise), or pass a ``deployment`` spec directly from Python. The other arguments are
+    the per-job overrides the platform allows.
+    """
+    logger = get_run_logger()
+    job_name = job_name or flow_run.get_name() or "batch-job"
+    resolved = _resolve(endpoint, deployment_name, deployment, compute)
+    settings = resolved.spec.job_settings(
+        mini_batch_size=mini_batch_size,
+        instance_count=instance_count,
+        max_retries=max_retries,
+        timeout=timeout,
+        error_threshold=error_threshold,
+        output_file_name=output_file_name,
+    )
+    append_rows = settings.output_action == "append_row"
+    output = Location(output_path or default_output_path(job_name))
+    target = output.join(settings.output_file_name) if append_rows else None
+    if target is not None and target.exists():
+        raise OutputExistsError(str(target))
+
+    files = list_input(Location(input), input_type)
+    plan = plan_mini_batches(files, settings.mini_batch_size)
+    logger.info(
+        "Job %s: deployment %s, %d files in %d mini-batches of up to %d, %d scoring processes.",
+        job_name, resolved.label, len(files), len(plan), settings.mini_batch_size,
+        settings.process_count,
+    )
+
+    output.makedirs()
+    script_output = output.uri if not output.remote else tempfile.mkdtemp(prefix="pbe-out-")
+    staging = JobStaging(output.join(f".pbe-staging-{job_name}"))
+    job = ScoringJob(
+        name=job_name,
+        process=_process_spec(resolved, settings, job_name, os.path.abspath(script_output)),
+        timeout=float(settings.timeout),
+        append_rows=append_rows,
+        staging=staging,
+    )
+    progress = create_progress_artifact(progress=0.0, description=f"Job {job_name}: mini-batches done")
+
+    def report_progress(done: int, total: int) -> None:
+        update_progress_artifact(progress, progress=100.0 * done / max(total, 1))
+
+    runner = ScoringTaskRunner(
+        **resolved.compute.task_runner_kwargs(
+            settings.instance_count, settings.max_concurrency_per_instance
+        )
+    )
+    try:
+        with runner:
+            results = score_all(
+                runner, job, plan,
+                max_retries=settings.max_retries,
+                budget=ErrorBudget(settings.error_threshold),
+                logger=logger,
+                on_progress=report_progress,
+            )
+        failures = staging.failures()
+        write_report(output.join("logs"), results, failures)
+        counts = reduce_results(
+            results, failures, error_threshold=settings.error_threshold, append_rows=append_rows
+        )
+        if target is not None:
+            merge_output(staging, results, target)
+    finally:
+        staging.remove()
+
+    message = f"Job {job_name}: {counts.summary()}."
+    result = JobResult(
+        job_name=job_name,
+        status="Completed",
+        output_path=output.uri,
+        output_file=str(target) if target is not None else None,
+        mini_batches=counts.mini_batches,
+        mini_batches_succeeded=counts.mini_batches_succeeded,
+        mini_batches_failed=counts.mini_batches_failed,
+        items=counts.items,
+        items_succeeded=counts.items_succeeded,
+        items_failed=counts.items_failed,
+        message=message,
+    )
+    logger.info("%s Output: %s", message, result.output_file or result.output_path)
+    return Completed(message=message, data=result)

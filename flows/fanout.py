@@ -1,0 +1,128 @@
+"""Fanning mini-batches out on Dask and collecting their results as they arrive.
+
+``allow_failure`` is not honoured on Dask, and a Dask failure is not always reported as a
+Prefect state, so the loop reads each task's final state from its Dask future itself, turns
+it into a concrete :class:`MiniBatchResult`, and stops the job the moment the error
+threshold is exceeded: outstanding mini-batches are cancelled and never run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import distributed
+from prefect.states import State
+
+from blocks.errors import MiniBatchAttemptError
+from flows.cancel import clear_stop, request_stop
+from flows.job import ScoringJob
+from flows.planning import MiniBatch
+from flows.results import MiniBatchResult
+from flows.task_runner import ScoringTaskRunner
+from flows.tasks import score_mini_batch
+from flows.threshold import ErrorBudget
+from scoring.pool import POOL
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def _failed(mini_batch: MiniBatch, error: BaseException) -> MiniBatchResult:
+    if isinstance(error, MiniBatchAttemptError):
+        return MiniBatchResult(
+            index=mini_batch.index,
+            total_items=len(mini_batch),
+            succeeded=0,
+            failed=len(mini_batch),
+            attempts=error.attempt,
+            status="failed",
+            process=error.process,
+            error_category=error.category,
+            error_message=error.detail,
+        )
+    return MiniBatchResult(
+        index=mini_batch.index,
+        total_items=len(mini_batch),
+        succeeded=0,
+        failed=len(mini_batch),
+        attempts=1,
+        status="failed",
+        error_category="system_error",
+        error_message=f"{type(error).__name__}: {error}",
+    )
+
+
+def result_of(mini_batch: MiniBatch, dask_future: distributed.Future) -> MiniBatchResult:
+    """The concrete outcome of one task, whatever Dask or Prefect made of it."""
+    try:
+        state: State = dask_future.result()
+    except Exception as exc:  # KilledWorker, CancelledError, a lost scheduler …
+        return _failed(mini_batch, exc)
+    if state.is_cancelled():
+        return MiniBatchResult.canceled(mini_batch.index, len(mini_batch))
+    value: Any = state.result(raise_on_failure=False)
+    if isinstance(value, MiniBatchResult):
+        return value
+    if isinstance(value, BaseException):
+        return _failed(mini_batch, value)
+    return _failed(mini_batch, RuntimeError(f"unexpected task result {value!r}"))
+
+
+def _close_job_processes(job_name: str) -> list[str]:
+    return POOL.close_job(job_name)
+
+
+def score_all(
+    runner: ScoringTaskRunner,
+    job: ScoringJob,
+    plan: Sequence[MiniBatch],
+    *,
+    max_retries: int,
+    budget: ErrorBudget,
+    logger: logging.Logger | logging.LoggerAdapter,
+    on_progress: ProgressCallback | None = None,
+) -> list[MiniBatchResult]:
+    """Run every mini-batch (one Prefect task each) and return their results by index."""
+    client = runner.client
+    clear_stop(client, job.name)
+    task = score_mini_batch.with_options(retries=max_retries - 1)
+    by_key: dict[str, MiniBatch] = {}
+    futures = []
+    for mini_batch in plan:
+        future = runner.submit(task, {"job": job, "mini_batch": mini_batch})
+        by_key[future.wrapped_future.key] = mini_batch
+        futures.append(future.wrapped_future)
+
+    results: dict[int, MiniBatchResult] = {}
+    last_report = 0.0
+    stream = distributed.as_completed(futures, loop=client.loop)
+    for dask_future in stream:
+        mini_batch = by_key[dask_future.key]
+        result = result_of(mini_batch, dask_future)
+        results[mini_batch.index] = result
+        budget.record(result.failed if result.status == "failed" else 0)
+        if budget.exceeded:
+            logger.error(
+                "%d failed items exceed the error threshold %d; stopping the job.",
+                budget.failed_items, budget.threshold,
+            )
+            request_stop(client, job.name)
+            pending = [f for f in futures if not f.done()]
+            client.cancel(pending)
+            # Let attempts already running end (they are bounded by the timeout), so that
+            # their task runs reach a final state instead of staying Running.
+            distributed.wait(pending, timeout=job.timeout + 10)
+            break
+        if on_progress and (time.monotonic() - last_report > 2 or len(results) == len(plan)):
+            on_progress(len(results), len(plan))
+            last_report = time.monotonic()
+
+    for mini_batch in plan:
+        if mini_batch.index not in results:
+            results[mini_batch.index] = MiniBatchResult.canceled(mini_batch.index, len(mini_batch))
+    for worker, errors in client.run(_close_job_processes, job.name).items():
+        for error in errors:
+            logger.warning("%s on %s", error, worker)
+    return [results[index] for index in sorted(results)]

@@ -1,0 +1,79 @@
+"""The job report users look for: one row per mini-batch, and every failed attempt in full."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from flows.results import MiniBatchResult
+from flows.storage import Location
+
+REPORT_COLUMNS = (
+    "mini_batch_id",
+    "attempts",
+    "process",
+    "start_time",
+    "total_items",
+    "succeeded",
+    "failed",
+    "elapsed_seconds",
+    "status",
+    "error_category",
+    "error_message",
+)
+
+
+def mini_batch_rows(results: Sequence[MiniBatchResult]) -> list[dict[str, Any]]:
+    """The report's rows, in mini-batch order."""
+    return [
+        {
+            "mini_batch_id": r.index,
+            "attempts": r.attempts,
+            "process": r.process,
+            "start_time": r.start_time,
+            "total_items": r.total_items,
+            "succeeded": r.succeeded,
+            "failed": r.failed,
+            "elapsed_seconds": round(r.elapsed_seconds, 3),
+            "status": r.status,
+            "error_category": r.error_category,
+            "error_message": r.error_message,
+        }
+        for r in sorted(results, key=lambda r: r.index)
+    ]
+
+
+def render_processed_csv(results: Sequence[MiniBatchResult]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(mini_batch_rows(results))
+    return buffer.getvalue().encode()
+
+
+def render_errors(failures: Sequence[dict[str, Any]]) -> bytes:
+    """Every failed attempt: mini-batch, attempt, category, files and the full traceback."""
+    if not failures:
+        return b"No failed attempts.\n"
+    blocks = []
+    for f in failures:
+        files = "\n".join(f"    {name}" for name in f["files"])
+        blocks.append(
+            f"=== mini-batch {f['mini_batch_id']}, attempt {f['attempt']} ({f['category']})"
+            f"{' on ' + f['process'] if f.get('process') else ''}\n"
+            f"{f['detail']}\nfiles:\n{files}\n"
+            f"{f.get('traceback') or '(no traceback: the process was stopped)'}".rstrip()
+            + "\n"
+        )
+    return "\n".join(blocks).encode()
+
+
+def write_report(
+    logs: Location, results: Sequence[MiniBatchResult], failures: Sequence[dict[str, Any]]
+) -> None:
+    """Write ``processed_mini-batches.csv`` and ``errors.txt`` into ``logs``."""
+    logs.makedirs()
+    logs.join("processed_mini-batches.csv").write_atomic([render_processed_csv(results)])
+    logs.join("errors.txt").write_atomic([render_errors(failures)])

@@ -1,0 +1,183 @@
+"""A DaskTaskRunner whose per-task cost does not include Prefect's settings or clients.
+
+prefect-dask spends ~100–350 ms per task on two cores (upstream PrefectHQ/prefect#18191),
+almost all of it on work that is the same for every task of a flow run. Profiled here:
+
+- the flow process serialises the whole Prefect settings model for every submission
+  (~65 ms), and Dask tokenises the resulting arguments (~10 ms);
+- each worker validates those settings again, and builds two new Prefect API clients per
+  task, each loading the system's CA bundle into a fresh SSL context (~60 ms apiece).
+
+This runner ships the settings once per flow run (a Dask future every task depends on),
+hydrates them once per worker process, and keeps one API client per worker thread.
+Everything else about a task run (its context, tags, parameters, retries, its states in the
+Prefect UI) is what prefect-dask does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from typing import Any
+
+import distributed
+from prefect.context import (
+    AssetContext,
+    FlowRunContext,
+    SettingsContext,
+    SyncClientContext,
+    TagsContext,
+    TaskRunContext,
+    serialize_context,
+)
+from prefect.task_engine import run_task_async, run_task_sync
+from prefect.utilities.engine import collect_task_run_inputs_sync
+from prefect_dask import DaskTaskRunner
+from prefect_dask.task_runners import PrefectDaskFuture
+
+_SHARED_KEYS = ("settings_context", "deployment_id", "deployment_parameters")
+
+
+class ScoringTaskRunner(DaskTaskRunner):
+    """``DaskTaskRunner`` with the settings shipped once per flow run, not once per task.
+
+    Takes exactly the arguments of :class:`prefect_dask.DaskTaskRunner`: ``address`` for an
+    existing scheduler, or ``cluster_class`` + ``cluster_kwargs`` (+ ``adapt_kwargs``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shared: tuple[int, distributed.Future] | None = None
+
+    def submit(  # type: ignore[override]
+        self,
+        task: Any,
+        parameters: dict[str, Any],
+        wait_for: Any = None,
+        dependencies: dict[str, set[Any]] | None = None,
+    ) -> PrefectDaskFuture[Any]:
+        if not self._started:
+            raise RuntimeError("The task runner must be started before submitting work.")
+        parameters = self._optimize_futures(parameters)
+        wait_for = self._optimize_futures(wait_for) if wait_for else None
+        task_run_id = uuid.uuid4()
+        task_inputs = {
+            name: collect_task_run_inputs_sync(value, future_cls=distributed.Future)
+            for name, value in parameters.items()
+        }
+        for name, extra in (dependencies or {}).items():
+            task_inputs[name] = task_inputs.get(name, set()) | extra
+        asset_kwargs = {
+            "task": task,
+            "task_run_id": task_run_id,
+            "task_inputs": task_inputs,
+            "copy_to_child_ctx": True,
+        }
+        shared, context = self._contexts(asset_kwargs)
+        future = self.client.submit(
+            _run_task_on_worker,
+            task,
+            task_run_id,
+            parameters,
+            wait_for,
+            task_inputs,
+            context,
+            shared,
+            key=f"{task.name}-{task_run_id.hex}",
+            pure=False,
+        )
+        return PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
+
+    def _contexts(self, asset_kwargs: dict[str, Any]) -> tuple[distributed.Future, dict[str, Any]]:
+        """The per-task context, and a future of the part shared by all tasks of the run."""
+        settings = SettingsContext.get()
+        if self._shared is None or self._shared[0] != id(settings):
+            full = serialize_context(asset_ctx_kwargs=asset_kwargs)
+            shared = {key: full[key] for key in _SHARED_KEYS}
+            shared["token"] = uuid.uuid4().hex
+            future = self.client.scatter(shared, broadcast=True, hash=False)
+            self._shared = (id(settings), future)
+            return future, {**full, "settings_context": {}}
+        flow_run_context = FlowRunContext.get()
+        task_run_context = TaskRunContext.get()
+        context = {
+            "flow_run_context": flow_run_context.serialize() if flow_run_context else {},
+            "task_run_context": task_run_context.serialize() if task_run_context else {},
+            "tags_context": TagsContext.get().serialize(),
+            "settings_context": {},
+            "asset_context": AssetContext.from_task_and_inputs(**asset_kwargs).serialize(),
+        }
+        return self._shared[1], context
+
+
+_hydrated: dict[str, SettingsContext] = {}
+_hydrated_lock = threading.Lock()
+_thread_clients = threading.local()
+
+
+def _settings_context(shared: dict[str, Any]) -> SettingsContext | None:
+    """The flow run's settings, validated once per worker process."""
+    if not shared.get("settings_context"):
+        return None
+    with _hydrated_lock:
+        context = _hydrated.get(shared["token"])
+        if context is None:
+            context = SettingsContext(**shared["settings_context"])
+            _hydrated.clear()
+            _hydrated[shared["token"]] = context
+    return context.model_copy()
+
+
+def _run_task_on_worker(
+    task: Any,
+    task_run_id: uuid.UUID,
+    parameters: dict[str, Any],
+    wait_for: Any,
+    task_inputs: dict[str, Any],
+    context: dict[str, Any],
+    shared: dict[str, Any],
+) -> Any:
+    context = {
+        **context,
+        "deployment_id": shared.get("deployment_id"),
+        "deployment_parameters": shared.get("deployment_parameters"),
+    }
+    kwargs = dict(
+        task=task,
+        task_run_id=task_run_id,
+        parameters=parameters,
+        wait_for=wait_for,
+        return_type="state",
+        dependencies=task_inputs,
+        context=context,
+    )
+    settings = _settings_context(shared)
+    if settings is None:
+        return _run(task, kwargs)
+    with settings:
+        client_context = _client_context(shared["token"])
+        # Make the engine's get_client() find this thread's open client instead of
+        # building a new one (and a new SSL context) twice per task.
+        reset = SyncClientContext.__var__.set(client_context)
+        try:
+            return _run(task, kwargs)
+        finally:
+            SyncClientContext.__var__.reset(reset)
+
+
+def _client_context(token: str) -> SyncClientContext:
+    """An open Prefect API client for this worker thread and flow run's settings."""
+    cached = getattr(_thread_clients, "context", None)
+    if cached is not None and cached[0] == token:
+        return cached[1]
+    context = SyncClientContext()
+    context.client.__enter__()
+    _thread_clients.context = (token, context)
+    return context
+
+
+def _run(task: Any, kwargs: dict[str, Any]) -> Any:
+    if task.isasync:
+        return asyncio.run(run_task_async(**kwargs))
+    return run_task_sync(**kwargs)

@@ -1,0 +1,116 @@
+"""The Prefect tasks of a batch job: one ``score-mini-batch`` task per mini-batch."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from datetime import datetime, timezone
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
+from prefect.states import Cancelled, State
+
+from blocks.errors import MiniBatchAttemptError
+from flows.cancel import stop_requested
+from flows.inputs import local_copies
+from flows.job import ScoringJob
+from flows.planning import MiniBatch
+from flows.results import MiniBatchResult
+from scoring.dependencies import pip_name
+from scoring.pool import POOL
+from scoring.process import ScoringFailure
+from scoring.results import ItemCounts
+
+
+def _forward(logger: logging.LoggerAdapter, lines: list[tuple[int, str]]) -> None:
+    for level, line in lines:
+        logger.log(level, line)
+
+
+def _attempt_error(
+    job: ScoringJob, mini_batch: MiniBatch, attempt: int, failure: ScoringFailure, process: str
+) -> MiniBatchAttemptError:
+    detail = failure.detail
+    if failure.missing_module:
+        detail += f" (the scoring environment lacks it: pip install {pip_name(failure.missing_module)})"
+    return MiniBatchAttemptError(
+        mini_batch_id=mini_batch.id,
+        files=list(mini_batch.files),
+        attempt=attempt,
+        category=failure.category,
+        detail=detail,
+        traceback=failure.traceback,
+        process=process,
+    )
+
+
+def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult | State:
+    """Score one mini-batch in a scoring process of this worker; commit its rows on success.
+
+    Raises :class:`MiniBatchAttemptError` for a failed attempt (Prefect retries it);
+    returns a ``Cancelled`` state without running when the job was told to stop.
+    """
+    attempt = task_run.run_count or 1
+    if stop_requested(job.name):
+        return Cancelled(message=f"mini-batch {mini_batch.id} not run: the job is stopping")
+    logger = get_run_logger()
+    started = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    process_name = socket.gethostname()
+    try:
+        with local_copies(mini_batch.files, job.input_storage_options) as paths:
+            with POOL.borrow(job.process) as process:
+                process_name = f"{socket.gethostname()}:{process.pid}"
+                outcome = process.run(paths, timeout=job.timeout, want_rows=job.append_rows)
+    except ScoringFailure as failure:
+        _forward(logger, failure.logs)
+        error = _attempt_error(job, mini_batch, attempt, failure, process_name)
+    except Exception as exc:  # a download or staging failure is a failed attempt too
+        failure = ScoringFailure("system_error", f"{type(exc).__name__}: {exc}")
+        error = _attempt_error(job, mini_batch, attempt, failure, process_name)
+    else:
+        error = None
+    if error is not None:
+        job.staging.record_failure(error)
+        raise error
+
+    _forward(logger, outcome.logs)
+    counts = ItemCounts(total=len(mini_batch), returned=outcome.returned)
+    if counts.extra:
+        logger.warning(
+            "Mini-batch %s: run() returned %d rows for %d files; the extra rows are kept.",
+            mini_batch.id, counts.returned, counts.total,
+        )
+    if counts.failed:
+        logger.warning(
+            "Mini-batch %s: run() returned %d rows for %d files; %d items count as failed.",
+            mini_batch.id, counts.returned, counts.total, counts.failed,
+        )
+    if job.append_rows:
+        job.staging.commit_rows(mini_batch.index, outcome.rows or b"")
+    return MiniBatchResult(
+        index=mini_batch.index,
+        total_items=counts.total,
+        succeeded=counts.succeeded,
+        failed=counts.failed,
+        attempts=attempt,
+        status="succeeded",
+        process=process_name,
+        start_time=started.isoformat(timespec="milliseconds"),
+        elapsed_seconds=time.monotonic() - clock,
+        extra_rows=counts.extra,
+    )
+
+
+# The task wraps a module-level function so that Dask pickles it by reference, not by value
+# with its globals (which include the process pool and its lock).
+score_mini_batch = task(
+    _score_mini_batch,
+    name="score-mini-batch",
+    task_run_name="mini-batch-{mini_batch.index}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retry_delay_seconds=0,
+)

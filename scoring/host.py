@@ -1,0 +1,168 @@
+"""The scoring process: imports the user's script, calls ``init()`` once, then ``run()``.
+
+Started by :class:`scoring.process.ScoringProcess` as ``python -m scoring.host R W`` with
+two pipe descriptors. It lives in a process of its own so that a ``run()`` stuck in
+native code can be stopped the only reliable way: by ending the process.
+
+Protocol (pickled tuples over the pipes):
+
+- parent → ``("init", spec)``; child → ``("ready", info)`` or ``("error", failure)``
+- parent → ``("run", paths, want_rows)``; child → ``("ok", outcome)`` or ``("error", failure)``
+- parent → ``("shutdown",)``; child calls ``shutdown()`` if defined → ``("bye", failure|None)``
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from multiprocessing.connection import Connection
+from types import ModuleType
+from typing import Any
+
+from scoring.results import BadReturnType, count_items, format_rows, normalise
+from scoring.spec import ScoringProcessSpec
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+class _RecordBuffer(logging.Handler):
+    """Keeps the script's log lines so the parent can forward them to the Prefect run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[int, str]] = []
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append((record.levelno, self.format(record)))
+        except Exception:  # pragma: no cover - logging must never break scoring
+            pass
+
+    def drain(self) -> list[tuple[int, str]]:
+        lines, self.lines = self.lines, []
+        return lines
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the worker that started it dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _load_script(spec: ScoringProcessSpec) -> ModuleType:
+    path = spec.script_path
+    if not path.is_file():
+        raise FileNotFoundError(f"scoring script {path} does not exist")
+    code_dir = str(path.parent)
+    if code_dir not in sys.path:
+        sys.path.insert(0, code_dir)
+    name = path.stem
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
+    missing = [fn for fn in ("init", "run") if not callable(getattr(module, fn, None))]
+    if missing:
+        raise AttributeError(
+            f"scoring script {path} does not define {' and '.join(f'{m}()' for m in missing)}"
+        )
+    return module
+
+
+def _failure(category: str, exc: BaseException) -> dict[str, Any]:
+    detail = f"{type(exc).__name__}: {exc}"
+    failure: dict[str, Any] = {
+        "category": category,
+        "detail": detail,
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        failure["missing_module"] = exc.name
+    return failure
+
+
+def _run_one(module: ModuleType, paths: list[str], want_rows: bool) -> dict[str, Any]:
+    started = time.time()
+    value = module.run(list(paths))
+    result = normalise(value)
+    counts = count_items(result, len(paths))
+    return {
+        "returned": counts.returned,
+        "rows": format_rows(result) if want_rows else None,
+        "started": started,
+        "elapsed": time.time() - started,
+    }
+
+
+def serve(conn_in: Connection, conn_out: Connection) -> int:
+    """Serve one scoring process until told to shut down or the parent goes away."""
+    buffer = _RecordBuffer()
+    root = logging.getLogger()
+    root.addHandler(buffer)
+
+    try:
+        message = conn_in.recv()
+    except EOFError:
+        return 0
+    spec: ScoringProcessSpec = message[1]
+    root.setLevel(_LEVELS.get(spec.logging_level, logging.INFO))
+    sys.argv = spec.argv()
+    try:
+        module = _load_script(spec)
+        module.init()
+    except BaseException as exc:  # noqa: BLE001 - everything the script raises is reported
+        conn_out.send(("error", {**_failure("init_error", exc), "logs": buffer.drain()}))
+        return 1
+    conn_out.send(("ready", {"pid": os.getpid(), "logs": buffer.drain()}))
+
+    while True:
+        try:
+            message = conn_in.recv()
+        except EOFError:
+            return 0
+        if message[0] == "shutdown":
+            failure = None
+            shutdown = getattr(module, "shutdown", None)
+            if callable(shutdown):
+                try:
+                    shutdown()
+                except BaseException as exc:  # noqa: BLE001
+                    failure = _failure("user_error", exc)
+            conn_out.send(("bye", failure))
+            return 0
+        _, paths, want_rows = message
+        try:
+            outcome = _run_one(module, paths, want_rows)
+        except BadReturnType as exc:
+            reply = ("error", {**_failure("bad_return", exc), "traceback": ""})
+        except BaseException as exc:  # noqa: BLE001
+            reply = ("error", _failure("user_error", exc))
+        else:
+            reply = ("ok", outcome)
+        reply[1]["logs"] = buffer.drain()
+        conn_out.send(reply)
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    read_fd, write_fd = int(argv[1]), int(argv[2])
+    conn_in = Connection(read_fd, writable=False)
+    conn_out = Connection(write_fd, readable=False)
+    return serve(conn_in, conn_out)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

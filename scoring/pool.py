@@ -1,0 +1,81 @@
+"""The scoring processes of one worker, reused across mini-batches.
+
+``init()`` runs once per scoring process, not once per mini-batch: a worker keeps an idle
+process per spec and lends it to the next mini-batch of the same job and deployment. The
+pool lives in an importable module so that it survives between tasks of a Dask worker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from scoring.process import ScoringFailure, ScoringProcess
+from scoring.spec import ScoringProcessSpec
+
+
+class ScoringProcessPool:
+    """Idle scoring processes keyed by spec; one borrower at a time per process."""
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[ScoringProcess]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def borrow(self, spec: ScoringProcessSpec) -> Iterator[ScoringProcess]:
+        """Lend a ready process (starting one, and running ``init()``, when none is idle).
+
+        A process that failed in a way that may have left it broken (timeout, death) is
+        not returned to the pool; the next borrower gets a fresh one.
+        """
+        process = self._take_idle(spec)
+        if process is None:
+            process = ScoringProcess(spec)
+            process.start()
+        healthy = False
+        try:
+            yield process
+            healthy = True
+        except ScoringFailure as failure:
+            healthy = failure.category in ("user_error", "bad_return") and process.alive
+            raise
+        finally:
+            if healthy and process.alive:
+                with self._lock:
+                    self._idle.setdefault(spec.key, []).append(process)
+            else:
+                process.kill()
+
+    def _take_idle(self, spec: ScoringProcessSpec) -> ScoringProcess | None:
+        with self._lock:
+            idle = self._idle.get(spec.key, [])
+            while idle:
+                process = idle.pop()
+                if process.alive:
+                    return process
+                process.kill()
+        return None
+
+    def close_job(self, job: str) -> list[str]:
+        """Shut down every idle process of ``job`` (calling ``shutdown()``); return errors."""
+        with self._lock:
+            keys = [key for key, procs in self._idle.items() if procs and procs[0].spec.job == job]
+            processes = [proc for key in keys for proc in self._idle.pop(key)]
+        errors = []
+        for process in processes:
+            failure = process.stop()
+            if failure is not None:
+                errors.append(f"shutdown() of {process.spec.deployment} failed: {failure.detail}")
+        return errors
+
+    def close_all(self) -> None:
+        with self._lock:
+            processes = [proc for procs in self._idle.values() for proc in procs]
+            self._idle.clear()
+        for process in processes:
+            process.stop(grace=5.0)
+
+
+#: The pool of this (worker) process.
+POOL = ScoringProcessPool()

@@ -1,0 +1,191 @@
+"""The parent's handle on one scoring process, with a hard timeout.
+
+A ``run()`` that overruns its timeout is stopped by killing the scoring process (its whole
+process group), exactly as the platform does; the next attempt starts a fresh process,
+which calls ``init()`` again. This works for Python loops and for native code alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from scoring.spec import ScoringProcessSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoringFailure(Exception):
+    """One failed call into the scoring process; ``category`` as in MiniBatchAttemptError."""
+
+    category: str
+    detail: str
+    traceback: str = ""
+    missing_module: str | None = None
+    logs: list[tuple[int, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{self.category}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one successful run() produced."""
+
+    returned: int
+    rows: bytes | None
+    started: float
+    elapsed: float
+    logs: list[tuple[int, str]]
+
+
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "is not responding"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with code {code}"
+
+
+class ScoringProcess:
+    """A child process that hosts one deployment's scoring script."""
+
+    def __init__(self, spec: ScoringProcessSpec) -> None:
+        self.spec = spec
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._to_child: Connection | None = None
+        self._from_child: Connection | None = None
+        self.init_logs: list[tuple[int, str]] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start the process and wait for ``init()``; raises ScoringFailure if it fails."""
+        parent_read, child_write = os.pipe()
+        child_read, parent_write = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                self.spec.command(child_read, child_write),
+                pass_fds=(child_read, child_write),
+                env=self.spec.environment(),
+                cwd=self.spec.code_dir,
+                start_new_session=True,
+            )
+        finally:
+            os.close(child_read)
+            os.close(child_write)
+        self._from_child = Connection(parent_read, writable=False)
+        self._to_child = Connection(parent_write, readable=False)
+        self._to_child.send(("init", self.spec))
+        kind, payload = self._receive(self.spec.init_timeout, during="init()")
+        if kind != "ready":
+            self.kill()
+            raise self._failure(payload)
+        self.init_logs = payload.get("logs", [])
+
+    def run(self, paths: list[str], *, timeout: float, want_rows: bool) -> RunOutcome:
+        """Call ``run(paths)``; on timeout the process is killed and ScoringFailure raised."""
+        assert self._to_child is not None, "start() the scoring process first"
+        try:
+            self._to_child.send(("run", list(paths), want_rows))
+        except (BrokenPipeError, OSError):
+            raise self._died("before run()") from None
+        kind, payload = self._receive(timeout, during="run()")
+        if kind != "ok":
+            raise self._failure(payload)
+        return RunOutcome(
+            returned=payload["returned"],
+            rows=payload["rows"],
+            started=payload["started"],
+            elapsed=payload["elapsed"],
+            logs=payload.get("logs", []),
+        )
+
+    def stop(self, *, grace: float = 30.0) -> ScoringFailure | None:
+        """Ask the script to ``shutdown()`` and exit; kill it if it does not in ``grace`` s."""
+        failure = None
+        if self.alive and self._to_child is not None:
+            try:
+                self._to_child.send(("shutdown",))
+                kind, payload = self._receive(grace, during="shutdown()")
+                if payload:
+                    failure = self._failure(payload)
+            except ScoringFailure as exc:
+                failure = exc
+            except (BrokenPipeError, OSError):
+                pass
+        self.kill()
+        return failure
+
+    def kill(self) -> None:
+        """End the process group at once (SIGKILL) and release the pipes."""
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self._proc.kill()
+            self._proc.wait()
+        for conn in (self._to_child, self._from_child):
+            if conn is not None:
+                conn.close()
+        self._to_child = self._from_child = None
+
+    def _receive(self, timeout: float, *, during: str) -> tuple[str, Any]:
+        assert self._from_child is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                raise ScoringFailure(
+                    "timeout",
+                    f"{during} did not finish within {timeout:g} s; "
+                    "the scoring process was stopped and will be replaced",
+                )
+            if self._from_child.poll(min(remaining, 1.0)):
+                try:
+                    return self._from_child.recv()
+                except (EOFError, OSError):
+                    raise self._died(f"during {during}") from None
+            if not self.alive:
+                raise self._died(f"during {during}")
+
+    def _died(self, when: str) -> ScoringFailure:
+        code = None
+        if self._proc is not None:
+            try:
+                code = self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        return ScoringFailure(
+            "process_died",
+            f"the scoring process (pid {self.pid}) {_exit_description(code)} {when}",
+        )
+
+    @staticmethod
+    def _failure(payload: dict[str, Any]) -> ScoringFailure:
+        return ScoringFailure(
+            category=payload["category"],
+            detail=payload["detail"],
+            traceback=payload.get("traceback", ""),
+            missing_module=payload.get("missing_module"),
+            logs=payload.get("logs", []),
+        )
