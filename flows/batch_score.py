@@ -21,7 +21,7 @@ from flows.inputs import list_input
 from flows.job import ScoringJob
 from flows.planning import plan_mini_batches
 from flows.report import write_report
-from flows.resolve import ResolvedDeployment, resolve_spec
+from flows.resolve import ResolvedDeployment, resolve_endpoint, resolve_spec
 from flows.results import JobResult
 from flows.staging import JobStaging
 from flows.storage import Location
@@ -42,8 +42,6 @@ def _resolve(
         raise SpecError(
             "name an endpoint (endpoint=...) or pass a deployment spec (deployment=...)"
         )
-    from deployments.resolve import resolve_endpoint  # noqa: PLC0415 - needs the Prefect API
-
     return resolve_endpoint(endpoint, deployment_name)
 
 

@@ -67,3 +67,8 @@ def resolve_spec(
         model_dir=model_dir_for(spec.model.path),
         compute=compute or DaskCompute(),
     )
+
+
+def resolve_endpoint(endpoint: str, deployment_name: str | None = None) -> ResolvedDeployment:
+    """Resolve an endpoint's deployment (its default unless one is named) from its Blocks."""
+    raise NotImplementedError("endpoint resolution arrives with the management plane")
