@@ -45,21 +45,31 @@ class DaskCompute(Block):
     @model_validator(mode="after")
     def _consistent(self) -> DaskCompute:
         if self.type == "address" and not self.address:
-            raise SpecError("type 'address' needs an address", key="address",
-                            hint="pass --address tcp://HOST:8786")
+            raise SpecError(
+                "type 'address' needs an address",
+                key="address",
+                hint="pass --address tcp://HOST:8786",
+            )
         if self.type != "address" and self.address:
-            raise SpecError(f"address is only used with type 'address', not '{self.type}'",
-                            key="address")
+            raise SpecError(
+                f"address is only used with type 'address', not '{self.type}'", key="address"
+            )
         if self.type == "cluster_class" and not self.cluster_class:
-            raise SpecError("type 'cluster_class' needs cluster_class", key="cluster_class",
-                            hint="e.g. --cluster-class dask_jobqueue.SLURMCluster")
+            raise SpecError(
+                "type 'cluster_class' needs cluster_class",
+                key="cluster_class",
+                hint="e.g. --cluster-class dask_jobqueue.SLURMCluster",
+            )
         if self.type != "cluster_class" and (self.cluster_class or self.cluster_kwargs):
-            raise SpecError("cluster_class and cluster_kwargs need type 'cluster_class'",
-                            key="cluster_class")
+            raise SpecError(
+                "cluster_class and cluster_kwargs need type 'cluster_class'", key="cluster_class"
+            )
         if self.max_instances is not None and self.min_instances > self.max_instances:
             raise SpecError(
                 f"min_instances ({self.min_instances}) exceeds max_instances "
-                f"({self.max_instances})", key="min_instances")
+                f"({self.max_instances})",
+                key="min_instances",
+            )
         return self
 
     def instances(self, instance_count: int) -> int:

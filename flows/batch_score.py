@@ -105,7 +105,11 @@ def batch_score(
     plan = plan_mini_batches(files, settings.mini_batch_size)
     logger.info(
         "Job %s: deployment %s, %d files in %d mini-batches of up to %d, %d scoring processes.",
-        job_name, resolved.label, len(files), len(plan), settings.mini_batch_size,
+        job_name,
+        resolved.label,
+        len(files),
+        len(plan),
+        settings.mini_batch_size,
         settings.process_count,
     )
 
@@ -119,7 +123,9 @@ def batch_score(
         append_rows=append_rows,
         staging=staging,
     )
-    progress = create_progress_artifact(progress=0.0, description=f"Job {job_name}: mini-batches done")
+    progress = create_progress_artifact(
+        progress=0.0, description=f"Job {job_name}: mini-batches done"
+    )
 
     def report_progress(done: int, total: int) -> None:
         update_progress_artifact(progress, progress=100.0 * done / max(total, 1))
@@ -132,7 +138,9 @@ def batch_score(
     try:
         with runner:
             results = score_all(
-                runner, job, plan,
+                runner,
+                job,
+                plan,
                 max_retries=settings.max_retries,
                 budget=ErrorBudget(settings.error_threshold),
                 logger=logger,

@@ -8,6 +8,7 @@ threshold is exceeded: outstanding mini-batches are cancelled and never run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +71,21 @@ def result_of(mini_batch: MiniBatch, dask_future: distributed.Future) -> MiniBat
     return _failed(mini_batch, RuntimeError(f"unexpected task result {value!r}"))
 
 
+def _stop(client: distributed.Client, job: ScoringJob, futures: list[distributed.Future]) -> None:
+    """Cancel the mini-batches no worker has taken; let the ones on workers end.
+
+    Those already on a worker check the stop event before each attempt, and a running
+    attempt is bounded by the timeout, so their task runs reach a final state instead of
+    staying Running in the UI.
+    """
+    request_stop(client, job.name)
+    on_workers = {key for keys in client.processing().values() for key in keys}
+    pending = [f for f in futures if not f.done()]
+    client.cancel([f for f in pending if f.key not in on_workers])
+    with client.as_current(), contextlib.suppress(TimeoutError):
+        distributed.wait([f for f in pending if f.key in on_workers], timeout=job.timeout + 10)
+
+
 def _close_job_processes(job_name: str) -> list[str]:
     return POOL.close_job(job_name)
 
@@ -106,14 +122,10 @@ def score_all(
         if budget.exceeded:
             logger.error(
                 "%d failed items exceed the error threshold %d; stopping the job.",
-                budget.failed_items, budget.threshold,
+                budget.failed_items,
+                budget.threshold,
             )
-            request_stop(client, job.name)
-            pending = [f for f in futures if not f.done()]
-            client.cancel(pending)
-            # Let attempts already running end (they are bounded by the timeout), so that
-            # their task runs reach a final state instead of staying Running.
-            distributed.wait(pending, timeout=job.timeout + 10)
+            _stop(client, job, futures)
             break
         if on_progress and (time.monotonic() - last_report > 2 or len(results) == len(plan)):
             on_progress(len(results), len(plan))

@@ -38,13 +38,17 @@ def _single_file(location: Location) -> str:
         fs, path = location.filesystem()
         info = _remote_info(location, fs, path)
         if info["type"] != "file":
-            raise InputError(location.uri, "is a folder, not a file", hint="use --input-type uri_folder")
+            raise InputError(
+                location.uri, "is a folder, not a file", hint="use --input-type uri_folder"
+            )
         return location.uri
     path = local_path(location.uri)
     if not os.path.exists(path):
         raise InputError(location.uri, "does not exist", hint="check the path")
     if not os.path.isfile(path):
-        raise InputError(location.uri, "is a folder, not a file", hint="use --input-type uri_folder")
+        raise InputError(
+            location.uri, "is a folder, not a file", hint="use --input-type uri_folder"
+        )
     return os.path.abspath(path)
 
 

@@ -48,13 +48,15 @@ def resolve_spec(
     if spec.code_configuration is None:
         raise SpecError(
             "a deployment needs code_configuration (code and scoring_script)",
-            source=spec.name, key="code_configuration",
+            source=spec.name,
+            key="code_configuration",
         )
     if not isinstance(spec.model, InlineModel):
         raise SpecError(
             f"model '{spec.model}' is a registry reference; a spec run from Python needs the "
             "model inline",
-            source=spec.name, key="model",
+            source=spec.name,
+            key="model",
             hint="give model: {name: ..., path: ...}, or create the deployment with "
             "'pbe batch-deployment create' and invoke its endpoint",
         )

@@ -44,9 +44,7 @@ class JobStaging:
     def failures(self) -> list[dict[str, Any]]:
         """Every failed attempt recorded so far, by mini-batch then attempt."""
         folder = self.root.join("attempts")
-        return [
-            json.loads(folder.join(name).read_bytes()) for name in sorted(folder.list_names())
-        ]
+        return [json.loads(folder.join(name).read_bytes()) for name in sorted(folder.list_names())]
 
     def rows(self, indices: Iterable[int], chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Stream the committed rows of ``indices``, in that order."""

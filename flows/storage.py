@@ -4,6 +4,10 @@ Local paths take fast paths (``os.scandir``, ``os.replace``); other stores go th
 fsspec. Writes are atomic: a local file is written beside its final name and renamed; a
 remote object is uploaded whole from a local temporary file, so no reader ever sees a
 partial file under the final name.
+
+Every store error is translated here, once, by :func:`storage_errors`: into an
+:class:`InputError` or a :class:`StorageError` that names the URI with its secrets masked
+and says what to do.
 """
 
 from __future__ import annotations
@@ -19,22 +23,49 @@ from typing import Any
 
 import fsspec
 
-from blocks.errors import StorageError
+from blocks.datastore import mask, secret_values
+from blocks.errors import BatchEndpointError, InputError, StorageError
+from flows.store_errors import describe
 
 
 def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+def is_http(uri: str) -> bool:
+    return uri.lower().startswith(("http://", "https://"))
+
+
 def local_path(uri: str) -> str:
     return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+@contextmanager
+def storage_errors(
+    uri: str, storage_options: dict[str, Any] | None = None, *, as_input: bool = False
+) -> Iterator[None]:
+    """Turn any store exception raised inside the block into one of ours, secrets masked.
+
+    ``as_input`` chooses :class:`InputError` (the job input) over :class:`StorageError`.
+    """
+    try:
+        yield
+    except BatchEndpointError:
+        raise
+    except Exception as exc:
+        secrets = secret_values(storage_options or {})
+        problem, hint = describe(exc, uri)
+        shown = mask(uri, secrets)
+        problem = mask(problem, secrets)
+        error = InputError if as_input else StorageError
+        raise error(shown, problem, hint=hint) from exc
 
 
 @dataclass(frozen=True)
 class Location:
     """A file or folder in a store, with the credentials to reach it.
 
-    ``storage_options`` may hold secrets: it is never part of ``repr`` or messages.
+    ``storage_options`` may hold secrets: it is never part of ``repr``, ``str`` or messages.
     """
 
     uri: str
@@ -45,7 +76,12 @@ class Location:
         return is_remote(self.uri)
 
     def __str__(self) -> str:
-        return self.uri
+        return self.display
+
+    @property
+    def display(self) -> str:
+        """The URI as users may see it: secrets masked."""
+        return mask(self.uri, secret_values(self.storage_options))
 
     def join(self, *parts: str) -> Location:
         if self.remote:
@@ -54,39 +90,65 @@ class Location:
             uri = os.path.join(local_path(self.uri), *parts)
         return Location(uri, self.storage_options)
 
+    def errors(self, *, as_input: bool = False) -> Any:
+        """A context manager translating store errors about this location."""
+        return storage_errors(self.uri, self.storage_options, as_input=as_input)
+
     def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
         try:
             return fsspec.core.url_to_fs(self.uri, **self.storage_options)
         except ImportError as exc:
             raise StorageError(
-                self.uri,
+                self.display,
                 f"no filesystem for this scheme ({exc})",
                 hint='install the store\'s extra, e.g. pip install "prefect-batch-endpoints[s3]"',
             ) from exc
 
     def exists(self) -> bool:
+        """True when a file or folder is there; credential and network errors raise."""
         if not self.remote:
             return os.path.exists(local_path(self.uri))
         fs, path = self.filesystem()
-        return fs.exists(path)
+        with self.errors():
+            fs.invalidate_cache(path)
+            return fs.exists(path)
 
     def makedirs(self) -> None:
+        """Create a local folder; for a remote store, check that it can be written to.
+
+        Object stores have no folders: the check is that the bucket exists and the
+        credentials reach it. Buckets are never created.
+        """
         if not self.remote:
             os.makedirs(local_path(self.uri), exist_ok=True)
+            return
+        if is_http(self.uri):
+            raise StorageError(
+                self.display,
+                "http(s) locations are read-only",
+                hint="write outputs to a local folder, s3:// or a datastore",
+            )
+        fs, path = self.filesystem()
+        bucket = path.split("/", 1)[0]
+        with self.errors():
+            fs.info(bucket)
 
     def read_bytes(self) -> bytes:
         if not self.remote:
             return Path(local_path(self.uri)).read_bytes()
         fs, path = self.filesystem()
-        return fs.cat_file(path)
+        with self.errors():
+            return fs.cat_file(path)
 
     def remove_tree(self) -> None:
         if not self.remote:
             shutil.rmtree(local_path(self.uri), ignore_errors=True)
             return
         fs, path = self.filesystem()
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
+        with self.errors():
+            fs.invalidate_cache(path)
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
 
     def list_names(self) -> list[str]:
         """Names of the files directly inside this folder (empty when it does not exist)."""
@@ -97,13 +159,12 @@ class Location:
             except FileNotFoundError:
                 return []
         fs, path = self.filesystem()
-        if not fs.exists(path):
-            return []
-        return [
-            entry["name"].rstrip("/").rsplit("/", 1)[-1]
-            for entry in fs.ls(path, detail=True)
-            if entry["type"] == "file"
-        ]
+        with self.errors():
+            try:
+                entries = fs.ls(path.rstrip("/"), detail=True, refresh=True)
+            except FileNotFoundError:
+                return []
+        return [name for name, is_file in remote_children(entries) if is_file]
 
     def write_atomic(self, chunks: Iterable[bytes]) -> int:
         """Write ``chunks`` so that the file appears whole or not at all; return the size."""
@@ -116,8 +177,48 @@ class Location:
                 tmp.write(chunk)
                 size += len(chunk)
             tmp.flush()
-            fs.put_file(tmp.name, path)
+            with self.errors():
+                fs.put_file(tmp.name, path)
+                fs.invalidate_cache(path)
         return size
+
+
+def remote_children(entries: Iterable[dict[str, Any]]) -> list[tuple[str, bool]]:
+    """``(name, is_file)`` of the direct children in an ``fs.ls(detail=True)`` listing.
+
+    Zero-byte folder markers (keys ending in ``/``, as consoles create) are not files.
+    """
+    children = []
+    for entry in entries:
+        name = entry["name"]
+        if entry["type"] == "file" and name.endswith("/"):
+            continue
+        children.append((name.rstrip("/").rsplit("/", 1)[-1], entry["type"] == "file"))
+    return children
+
+
+def publish_folder(local_dir: str | os.PathLike[str], output: Location) -> list[str]:
+    """Upload what a scoring script wrote into its local output folder to ``output``.
+
+    For ``summary_only`` scripts writing into ``AZUREML_BI_OUTPUT_PATH`` when the job's
+    output is remote. Each file is uploaded whole (sub-folders kept); returns the URIs
+    written. A local ``output`` needs nothing: the script wrote there directly.
+    """
+    if not output.remote:
+        return []
+    uploaded = []
+    fs, _ = output.filesystem()
+    for folder, subfolders, names in os.walk(local_dir):
+        subfolders.sort()
+        relative = os.path.relpath(folder, local_dir)
+        parts = [] if relative == "." else relative.split(os.sep)
+        for name in sorted(names):
+            target = output.join(*parts, name)
+            _, path = target.filesystem()
+            with target.errors():
+                fs.put_file(os.path.join(folder, name), path)
+            uploaded.append(target.uri)
+    return uploaded
 
 
 def _write_local_atomic(path: str, chunks: Iterable[bytes]) -> int:

@@ -34,7 +34,9 @@ def _attempt_error(
 ) -> MiniBatchAttemptError:
     detail = failure.detail
     if failure.missing_module:
-        detail += f" (the scoring environment lacks it: pip install {pip_name(failure.missing_module)})"
+        detail += (
+            f" (the scoring environment lacks it: pip install {pip_name(failure.missing_module)})"
+        )
     return MiniBatchAttemptError(
         mini_batch_id=mini_batch.id,
         files=list(mini_batch.files),
@@ -81,12 +83,17 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
     if counts.extra:
         logger.warning(
             "Mini-batch %s: run() returned %d rows for %d files; the extra rows are kept.",
-            mini_batch.id, counts.returned, counts.total,
+            mini_batch.id,
+            counts.returned,
+            counts.total,
         )
     if counts.failed:
         logger.warning(
             "Mini-batch %s: run() returned %d rows for %d files; %d items count as failed.",
-            mini_batch.id, counts.returned, counts.total, counts.failed,
+            mini_batch.id,
+            counts.returned,
+            counts.total,
+            counts.failed,
         )
     if job.append_rows:
         job.staging.commit_rows(mini_batch.index, outcome.rows or b"")

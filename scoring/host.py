@@ -1,6 +1,6 @@
 """The scoring process: imports the user's script, calls ``init()`` once, then ``run()``.
 
-Started by :class:`scoring.process.ScoringProcess` as ``python -m scoring.host R W`` with
+Started by :class:`scoring.process.ScoringProcess` (``main([_, R, W])``) with
 two pipe descriptors. It lives in a process of its own so that a ``run()`` stuck in
 native code can be stopped the only reliable way: by ending the process.
 

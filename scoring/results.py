@@ -60,8 +60,6 @@ def count_items(result: pd.DataFrame | list[Any], total: int) -> ItemCounts:
 def format_rows(result: pd.DataFrame | list[Any]) -> bytes:
     """Render rows in the ``append_row`` format (UTF-8, newline-terminated lines)."""
     if isinstance(result, pd.DataFrame):
-        if result.empty:
-            return b""
         text = result.to_csv(header=None, index=None, sep=" ")
     else:
         text = "".join(f"{element}\n" for element in result)

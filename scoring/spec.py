@@ -52,4 +52,10 @@ class ScoringProcessSpec:
         return [str(self.script_path), "--logging_level", self.logging_level]
 
     def command(self, read_fd: int, write_fd: int) -> list[str]:
-        return [sys.executable, "-m", "scoring.host", str(read_fd), str(write_fd)]
+        """``python -c …`` that starts :mod:`scoring.host`, installed or not."""
+        package_root = str(Path(__file__).resolve().parents[1])
+        bootstrap = (
+            f"import sys; sys.path.append({package_root!r}); "
+            "from scoring.host import main; sys.exit(main(sys.argv))"
+        )
+        return [sys.executable, "-c", bootstrap, str(read_fd), str(write_fd)]

@@ -1,0 +1,87 @@
+"""Helpers for tests: real scoring scripts, real input files, real MNIST digits."""
+
+from __future__ import annotations
+
+import gzip
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blocks.spec import ModelDeploymentSpec, parse_deployment
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+
+
+def write_script(folder: Path, body: str, name: str = "score.py") -> Path:
+    """Write a scoring script (dedented) into ``folder`` and return the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(body))
+    return folder
+
+
+def write_inputs(folder: Path, count: int, *, prefix: str = "item") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number in range(count):
+        path = folder / f"{prefix}{number:04d}.txt"
+        path.write_text(f"{number}\n")
+        paths.append(path)
+    return paths
+
+
+def make_model(folder: Path) -> Path:
+    """A registered-model folder with one file in it."""
+    (folder / "model").mkdir(parents=True, exist_ok=True)
+    (folder / "model" / "weights.txt").write_text("42\n")
+    return folder / "model"
+
+
+def make_spec(
+    code: Path,
+    model: Path,
+    *,
+    name: str = "test-dpl",
+    script: str = "score.py",
+    **settings: Any,
+) -> ModelDeploymentSpec:
+    """A ``type: model`` deployment spec for a script in ``code``."""
+    retry = {k: settings.pop(k) for k in ("max_retries", "timeout") if k in settings}
+    if retry:
+        settings["retry_settings"] = retry
+    settings.setdefault("max_concurrency_per_instance", 1)
+    return parse_deployment(
+        {
+            "name": name,
+            "endpoint_name": "test-endpoint",
+            "type": "model",
+            "model": {"name": "test-model", "path": str(model)},
+            "code_configuration": {"code": str(code), "scoring_script": script},
+            "compute": "azureml:cpu-cluster",
+            "settings": settings,
+        },
+        source=f"{name}.yml",
+    )
+
+
+def load_mnist(count: int, *, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` real MNIST test digits (uint8 28×28) and their labels."""
+    images = np.frombuffer(
+        gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz").read()[16:], np.uint8
+    ).reshape(-1, 28, 28)
+    labels = np.frombuffer(gzip.open(MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read()[8:], np.uint8)
+    return images[start : start + count], labels[start : start + count]
+
+
+def write_pngs(folder: Path, images: np.ndarray) -> list[Path]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, image in enumerate(images):
+        path = folder / f"{number:05d}.png"
+        Image.fromarray(image, mode="L").save(path)
+        paths.append(path)
+    return paths

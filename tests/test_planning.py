@@ -1,0 +1,73 @@
+"""Mini-batch planning, the error budget and the job counts: pure logic, no Prefect."""
+
+import pytest
+
+from blocks.errors import ErrorThresholdExceeded
+from flows.finish import timed_out_every_attempt
+from flows.planning import plan_mini_batches
+from flows.results import JobCounts, MiniBatchResult
+from flows.threshold import ErrorBudget
+
+
+def test_split_by_file_count_keeps_order_and_every_file():
+    files = [f"{i:03d}.png" for i in range(100)]
+    plan = plan_mini_batches(files, 10)
+    assert len(plan) == 10
+    assert [mb.index for mb in plan] == list(range(10))
+    assert [f for mb in plan for f in mb.files] == files
+
+
+def test_last_mini_batch_is_short():
+    plan = plan_mini_batches([str(i) for i in range(25)], 10)
+    assert [len(mb) for mb in plan] == [10, 10, 5]
+    assert plan[2].id == "2"
+
+
+def test_one_file_is_one_mini_batch():
+    assert [mb.files for mb in plan_mini_batches(["a.png"], 10)] == [("a.png",)]
+
+
+def test_mini_batch_size_must_be_positive():
+    with pytest.raises(ValueError, match="mini_batch_size"):
+        plan_mini_batches(["a"], 0)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "failed", "exceeded"),
+    [(-1, 10_000, False), (0, 0, False), (0, 1, True), (5, 5, False), (5, 6, True)],
+)
+def test_error_budget(threshold, failed, exceeded):
+    budget = ErrorBudget(threshold)
+    budget.record(failed)
+    assert budget.exceeded is exceeded
+
+
+def test_error_budget_message_is_the_platforms():
+    budget = ErrorBudget(3, failed_items=4)
+    with pytest.raises(ErrorThresholdExceeded) as info:
+        budget.check()
+    assert info.value.message == "The number of failed items is 4, which exceeds error threshold 3."
+
+
+def test_job_counts_and_summary():
+    counts = JobCounts()
+    counts.add(MiniBatchResult(0, 10, 10, 0, 1, "succeeded"))
+    counts.add(MiniBatchResult(1, 10, 7, 3, 2, "succeeded"))
+    counts.add(MiniBatchResult(2, 5, 0, 5, 3, "failed"))
+    counts.add(MiniBatchResult.canceled(3, 10))
+    assert (counts.items, counts.items_succeeded, counts.items_failed) == (35, 17, 8)
+    assert counts.summary() == (
+        "4 mini-batches: 2 succeeded, 1 failed, 1 canceled; 35 items: 17 succeeded, 8 failed"
+    )
+
+
+def test_timed_out_every_attempt_needs_all_attempts_to_time_out():
+    failed = MiniBatchResult(4, 2, 0, 2, 2, "failed")
+    both = [{"mini_batch_id": "4", "category": "timeout"}] * 2
+    mixed = [
+        {"mini_batch_id": "4", "category": "timeout"},
+        {"mini_batch_id": "4", "category": "user_error"},
+    ]
+    assert timed_out_every_attempt(both, failed)
+    assert not timed_out_every_attempt(mixed, failed)
+    assert not timed_out_every_attempt(both, MiniBatchResult(4, 2, 2, 0, 3, "succeeded"))

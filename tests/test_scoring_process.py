@@ -1,0 +1,227 @@
+"""The scoring-script contract in a real scoring process: no Prefect, no Dask."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from support import make_model, write_script
+
+from scoring.pool import ScoringProcessPool
+from scoring.process import ScoringFailure, ScoringProcess
+from scoring.spec import ScoringProcessSpec
+
+pytestmark = pytest.mark.timeout(120)
+
+PROBE = """
+    import glob, json, os, sys
+    import pandas as pd
+
+    def init():
+        global state
+        state = {
+            "pid": os.getpid(),
+            "model_dir": os.environ["AZUREML_MODEL_DIR"],
+            "found": sorted(glob.glob(os.environ["AZUREML_MODEL_DIR"] + "/*/*.txt")),
+            "joined": os.path.isdir(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model")),
+            "output": os.environ["AZUREML_BI_OUTPUT_PATH"],
+            "custom": os.environ.get("MY_SETTING"),
+            "argv": sys.argv,
+        }
+        with open(os.environ["PROBE_LOG"], "a") as log:
+            log.write(json.dumps(state) + "\\n")
+
+    def run(mini_batch):
+        names = [os.path.basename(p) for p in mini_batch]
+        return pd.DataFrame({"file": names, "pid": state["pid"]})
+"""
+
+
+def spec_for(tmp_path: Path, code: Path, **overrides) -> ScoringProcessSpec:
+    model = make_model(tmp_path / "registered")
+    values = dict(
+        code_dir=str(code),
+        scoring_script="score.py",
+        model_dir=str(model.parent),
+        output_dir=str(tmp_path / "out"),
+        job="job-1",
+        environment_variables={"MY_SETTING": "on", "PROBE_LOG": str(tmp_path / "init.log")},
+        logging_level="debug",
+    )
+    values.update(overrides)
+    return ScoringProcessSpec(**values)
+
+
+def init_log(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "init.log").read_text().splitlines()]
+
+
+def test_environment_and_argv_are_set_before_init(tmp_path):
+    spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
+    process = ScoringProcess(spec)
+    process.start()
+    try:
+        outcome = process.run(["/data/a.png", "/data/b.png"], timeout=30, want_rows=True)
+    finally:
+        process.kill()
+    [state] = init_log(tmp_path)
+    assert state["model_dir"] == str(tmp_path / "registered")
+    assert state["found"] == [str(tmp_path / "registered" / "model" / "weights.txt")]
+    assert state["joined"] is True
+    assert state["output"] == str(tmp_path / "out")
+    assert state["custom"] == "on"
+    assert state["argv"][1:] == ["--logging_level", "debug"]
+    assert outcome.returned == 2
+    assert outcome.rows == f"a.png {state['pid']}\nb.png {state['pid']}\n".encode()
+
+
+def test_init_runs_once_per_process_not_per_mini_batch(tmp_path):
+    spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
+    pool = ScoringProcessPool()
+    for number in range(5):
+        with pool.borrow(spec) as process:
+            process.run([f"/data/{number}.png"], timeout=30, want_rows=False)
+    pool.close_all()
+    assert len(init_log(tmp_path)) == 1
+
+
+def test_two_deployments_with_the_same_script_name_do_not_clash(tmp_path):
+    first = write_script(
+        tmp_path / "a",
+        "def init(): pass\ndef run(mb): return ['A'] * len(mb)\n",
+        name="batch_driver.py",
+    )
+    second = write_script(
+        tmp_path / "b",
+        "def init(): pass\ndef run(mb): return ['B'] * len(mb)\n",
+        name="batch_driver.py",
+    )
+    pool = ScoringProcessPool()
+    specs = [
+        spec_for(tmp_path, code, scoring_script="batch_driver.py", deployment=code.name)
+        for code in (first, second, first)
+    ]
+    rows = []
+    for spec in specs:
+        with pool.borrow(spec) as process:
+            rows.append(process.run(["x"], timeout=30, want_rows=True).rows)
+    pool.close_all()
+    assert rows == [b"A\n", b"B\n", b"A\n"]
+
+
+def test_script_folder_is_importable(tmp_path):
+    code = tmp_path / "code"
+    write_script(code, "class MnistClassifier:\n    label = 'helper'\n", name="mnist_classifier.py")
+    write_script(
+        code,
+        """
+        from mnist_classifier import MnistClassifier
+        def init(): pass
+        def run(mini_batch): return [MnistClassifier.label for _ in mini_batch]
+    """,
+    )
+    process = ScoringProcess(spec_for(tmp_path, code))
+    process.start()
+    try:
+        assert process.run(["x"], timeout=30, want_rows=True).rows == b"helper\n"
+    finally:
+        process.kill()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "import time\ndef init(): pass\ndef run(mb):\n    while True: time.sleep(0.01)\n",
+        "import ctypes\ndef init(): pass\ndef run(mb):\n    ctypes.CDLL(None).sleep(3600)\n",
+    ],
+    ids=["python-hang", "native-hang"],
+)
+def test_a_hung_run_is_stopped_by_killing_its_process(tmp_path, body):
+    process = ScoringProcess(spec_for(tmp_path, write_script(tmp_path / "code", body)))
+    process.start()
+    pid = process.pid
+    started = time.monotonic()
+    with pytest.raises(ScoringFailure) as info:
+        process.run(["x"], timeout=1.5, want_rows=True)
+    assert time.monotonic() - started < 10
+    assert info.value.category == "timeout"
+    assert not process.alive
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_killed_process_is_reported_with_its_signal(tmp_path):
+    body = (
+        "import os, signal\ndef init(): pass\ndef run(mb): os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    process = ScoringProcess(spec_for(tmp_path, write_script(tmp_path / "code", body)))
+    process.start()
+    with pytest.raises(ScoringFailure) as info:
+        process.run(["x"], timeout=30, want_rows=True)
+    assert info.value.category == "process_died"
+    assert signal.Signals.SIGKILL.name in info.value.detail
+
+
+def test_a_raising_run_reports_the_traceback_and_keeps_the_process(tmp_path):
+    body = "def init(): pass\ndef run(mb):\n    raise ValueError(f'cannot read {mb[0]}')\n"
+    pool = ScoringProcessPool()
+    spec = spec_for(tmp_path, write_script(tmp_path / "code", body))
+    with pytest.raises(ScoringFailure) as info:
+        with pool.borrow(spec) as process:
+            pid = process.pid
+            process.run(["bad.png"], timeout=30, want_rows=True)
+    assert info.value.category == "user_error"
+    assert "ValueError: cannot read bad.png" in info.value.traceback
+    with pool.borrow(spec) as process:
+        assert process.pid == pid
+    pool.close_all()
+
+
+def test_a_wrong_return_type_names_the_type(tmp_path):
+    body = "def init(): pass\ndef run(mb): return {'rows': mb}\n"
+    process = ScoringProcess(spec_for(tmp_path, write_script(tmp_path / "code", body)))
+    process.start()
+    try:
+        with pytest.raises(ScoringFailure) as info:
+            process.run(["x"], timeout=30, want_rows=True)
+    finally:
+        process.kill()
+    assert info.value.category == "bad_return"
+    assert "builtins.dict" in info.value.detail
+
+
+def test_missing_module_at_init_is_named(tmp_path):
+    body = "import not_installed_anywhere\ndef init(): pass\ndef run(mb): return mb\n"
+    process = ScoringProcess(spec_for(tmp_path, write_script(tmp_path / "code", body)))
+    with pytest.raises(ScoringFailure) as info:
+        process.start()
+    assert info.value.category == "init_error"
+    assert info.value.missing_module == "not_installed_anywhere"
+
+
+def test_script_without_run_is_refused(tmp_path):
+    process = ScoringProcess(
+        spec_for(tmp_path, write_script(tmp_path / "code", "def init(): pass\n"))
+    )
+    with pytest.raises(ScoringFailure, match=r"does not define run\(\)"):
+        process.start()
+
+
+def test_shutdown_is_called_when_the_job_closes(tmp_path):
+    marker = tmp_path / "shutdown.txt"
+    body = f"""
+        def init(): pass
+        def run(mb): return mb
+        def shutdown():
+            open({str(marker)!r}, "w").write("done")
+    """
+    pool = ScoringProcessPool()
+    spec = spec_for(tmp_path, write_script(tmp_path / "code", body))
+    with pool.borrow(spec) as process:
+        process.run(["x"], timeout=30, want_rows=False)
+    assert pool.close_job("job-1") == []
+    assert marker.read_text() == "done"
