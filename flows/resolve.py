@@ -7,6 +7,7 @@ import tempfile
 from dataclasses import dataclass
 
 from blocks.compute import DaskCompute
+from blocks.endpoint import deployment_blocks, load_compute, load_deployment, load_endpoint
 from blocks.errors import SpecError
 from blocks.spec import InlineModel, ModelDeploymentSpec
 
@@ -72,5 +73,42 @@ def resolve_spec(
 
 
 def resolve_endpoint(endpoint: str, deployment_name: str | None = None) -> ResolvedDeployment:
-    """Resolve an endpoint's deployment (its default unless one is named) from its Blocks."""
-    raise NotImplementedError("endpoint resolution arrives with the management plane")
+    """Resolve an endpoint's deployment (its default unless one is named) from its Blocks.
+
+    Loads the ``BatchEndpoint`` block, then the ``BatchDeployment`` block (the code
+    snapshot, model folder and settings pinned when it was created), then the
+    ``DaskCompute`` block its ``compute: azureml:<name>`` names. Each missing piece is a
+    NotFoundError listing what exists; an endpoint without a default deployment, invoked
+    without naming one, is a SpecError listing its deployments.
+    """
+    found = load_endpoint(endpoint)
+    name = deployment_name or found.default_deployment
+    if not name:
+        known = sorted(b.name for b in deployment_blocks(found.name))
+        raise SpecError(
+            f"endpoint '{found.name}' has no default deployment and the invocation named "
+            f"none; its deployments: {', '.join(known) or '(none)'}",
+            source=f"endpoint '{found.name}'",
+            key="defaults.deployment_name",
+            hint="Name one (--deployment-name D, or deployment_name=D), or make one the "
+            f"default: pbe batch-endpoint update --name {found.name} "
+            "--set defaults.deployment_name=D",
+        )
+    block = load_deployment(found.name, name)
+    label = f"deployment '{found.name}/{block.name}'"
+    for path, key in ((block.code_dir, "code_configuration.code"), (block.model_dir, "model")):
+        if not os.path.isdir(path):
+            raise SpecError(
+                f"'{path}' is gone from the workspace", source=label, key=key,
+                hint="Re-create the deployment: pbe batch-deployment create --file ... "
+                f"--endpoint-name {found.name}",
+            )
+    return ResolvedDeployment(
+        name=block.name,
+        endpoint=found.name,
+        spec=block.model_spec(),
+        code_dir=block.code_dir,
+        scoring_script=block.scoring_script,
+        model_dir=block.model_dir,
+        compute=load_compute(block.compute),
+    )
