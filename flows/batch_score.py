@@ -27,6 +27,7 @@ from flows.staging import JobStaging
 from flows.storage import Location
 from flows.task_runner import ScoringTaskRunner
 from flows.threshold import ErrorBudget
+from scoring.model_formats import framework_environment
 from scoring.spec import ScoringProcessSpec
 
 
@@ -56,7 +57,10 @@ def _process_spec(
         deployment=resolved.label,
         job=job_name,
         logging_level=settings.logging_level,
-        environment_variables=dict(settings.environment_variables),
+        environment_variables={
+            **framework_environment(resolved.model_dir),
+            **settings.environment_variables,
+        },
         init_timeout=max(300.0, 10.0 * settings.timeout),
     )
 
