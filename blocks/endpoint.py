@@ -146,10 +146,11 @@ def endpoint_names() -> list[str]:
     return sorted(d.data.get("name", d.name) for d in docs)
 
 
-def deployment_blocks(endpoint: str) -> list[BatchDeployment]:
-    """The batch deployments of ``endpoint`` (its name compared case-insensitively)."""
+def deployment_blocks(endpoint: str | None = None) -> list[BatchDeployment]:
+    """The batch deployments of ``endpoint`` (compared case-insensitively), or all of them."""
     docs = _documents(BatchDeployment.get_block_type_slug())
-    mine = [d for d in docs if str(d.data.get("endpoint", "")).lower() == endpoint.lower()]
+    mine = [d for d in docs
+            if endpoint is None or str(d.data.get("endpoint", "")).lower() == endpoint.lower()]
     return sorted((BatchDeployment.model_validate(d.data) for d in mine), key=lambda b: b.name)
 
 
@@ -161,13 +162,22 @@ def compute_names() -> list[str]:
 
 
 def _load(cls: type[Block], document: str) -> Block | None:
-    """``cls.load(document)``, or None when no such document exists."""
-    try:
-        return cls.load(document)
-    except ValueError:  # not found, or the stored data no longer validates
-        if document in {d.name for d in _documents(cls.get_block_type_slug())}:
-            raise
-        return None
+    """The block ``cls`` saved as ``document``, or None when there is none.
+
+    Reads the document directly (one request, and no "block loaded" event, which would
+    make every CLI command wait for the event stream at exit).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            found = client.read_block_document_by_name(
+                document, block_type_slug=cls.get_block_type_slug()
+            )
+        except ObjectNotFound:
+            return None
+    return cls.model_validate(found.data)
 
 
 def load_endpoint(name: str) -> BatchEndpoint:

@@ -1,0 +1,225 @@
+"""Jobs: flow runs of an endpoint's Prefect deployment, shown the way ``az ml job`` shows them.
+
+A job's name is its flow run's name (``batchjob-<uuid>`` unless ``--job-name`` gives one);
+``invoke`` passes it as the ``job_name`` parameter too, so the default output folder is
+named after it. Runs started the Prefect way (``prefect deployment run``, schedules) are
+jobs as well: their name is whatever Prefect gave the run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from typing import Any
+
+from blocks.endpoint import load_endpoint
+from blocks.errors import AlreadyExistsError, InputError, NotFoundError, OutputExistsError
+from blocks.workspace import default_output_path
+from deployments import api
+from deployments.endpoints import FLOW_NAME, prefect_deployment_name
+from deployments.invoke_overrides import job_overrides
+from flows.resolve import resolve_endpoint
+
+__all__ = ["find_job", "invoke", "job_record", "list_jobs", "status_of", "wait_for"]
+
+_STATUS = {
+    "SCHEDULED": "Queued",
+    "PENDING": "Preparing",
+    "RUNNING": "Running",
+    "PAUSED": "Paused",
+    "CANCELLING": "CancelRequested",
+    "COMPLETED": "Completed",
+    "FAILED": "Failed",
+    "CRASHED": "Failed",
+    "CANCELLED": "Canceled",
+}
+FINAL = ("Completed", "Failed", "Canceled")
+_COUNTS = re.compile(
+    r"(?P<mini_batches>\d+) mini-batches: (?P<mini_batches_succeeded>\d+) succeeded, "
+    r"(?P<mini_batches_failed>\d+) failed(?:, (?P<mini_batches_canceled>\d+) canceled)?; "
+    r"(?P<items>\d+) items: (?P<items_succeeded>\d+) succeeded, (?P<items_failed>\d+) failed"
+)
+
+
+def status_of(state_type: str | None) -> str:
+    """The ``az ml`` job status of a Prefect state type (``COMPLETED`` -> ``Completed``)."""
+    if state_type is None:
+        return "NotStarted"
+    return _STATUS.get(str(getattr(state_type, "value", state_type)).upper(), "Unknown")
+
+
+def counts_from_message(message: str | None) -> dict[str, int]:
+    """The counts in a job's final message ("4 mini-batches: 4 succeeded, …")."""
+    match = _COUNTS.search(message or "")
+    return {k: int(v) for k, v in match.groupdict().items() if v is not None} if match else {}
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def job_record(run: Any) -> dict[str, Any]:
+    """A flow run as ``az ml job show`` shapes a batch job."""
+    params = dict(run.parameters or {})
+    tags = {t.split(":", 1)[0]: t.split(":", 1)[1] for t in run.tags if ":" in t}
+    state = run.state
+    status = status_of(state.type if state else None)
+    output = params.get("output_path") or default_output_path(params.get("job_name") or run.name)
+    properties: dict[str, Any] = {
+        "prefect_flow_run_id": str(run.id),
+        "prefect_state": state.name if state else None,
+        "start_time": _iso(run.start_time),
+        "end_time": _iso(run.end_time),
+        **counts_from_message(state.message if state and status in FINAL else None),
+    }
+    if params.get("output_file_name"):
+        properties["output_file"] = os.path.join(output, params["output_file_name"])
+    overrides = {k: params[k] for k in ("mini_batch_size", "instance_count", "max_retries",
+                                        "timeout", "error_threshold", "output_file_name")
+                 if params.get(k) is not None}
+    return {
+        "name": run.name,
+        "display_name": run.name,
+        "type": "pipeline",
+        "status": status,
+        "experiment_name": params.get("endpoint") or tags.get("endpoint"),
+        "endpoint_name": params.get("endpoint") or tags.get("endpoint"),
+        "deployment_name": params.get("deployment_name") or tags.get("deployment"),
+        "creation_context": {"created_at": _iso(run.created), "created_by": tags.get("by")},
+        "inputs": {"input_data": {"type": params.get("input_type", "uri_folder"),
+                                  "path": params.get("input")}},
+        "outputs": {"score": {"type": "uri_folder", "path": output, "mode": "upload"}},
+        "settings": overrides,
+        "message": state.message if state else None,
+        "properties": properties,
+        "services": {"Studio": {"endpoint": api.ui_url(f"/runs/flow-run/{run.id}")}},
+        "tags": {},
+        "id": str(run.id),
+    }
+
+
+def find_job(name: str) -> Any:
+    """The flow run of job ``name`` (or of that flow run id)."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterName,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with api.client() as prefect:
+        runs = prefect.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=1,
+        )
+        if runs:
+            return runs[0]
+        try:
+            return prefect.read_flow_run(uuid.UUID(name))
+        except Exception:  # not an id, or no such run
+            recent = [r.name for r in _read_runs(prefect, None, 10)]
+            raise NotFoundError("job", name, known=recent,
+                                hint="(most recent jobs shown) pbe job list shows them all"
+                                ) from None
+
+
+def _read_runs(prefect: Any, deployment_id: Any, limit: int) -> list[Any]:
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    run_filter = None
+    if deployment_id is not None:
+        run_filter = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]))
+    runs: list[Any] = []
+    while len(runs) < limit:  # the API returns at most 200 per request
+        page = prefect.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+            flow_run_filter=run_filter, sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=min(200, limit - len(runs)), offset=len(runs),
+        )
+        runs.extend(page)
+        if len(page) < 200:
+            break
+    return runs
+
+
+def list_jobs(endpoint: str | None = None, deployment: str | None = None,
+              max_results: int = 100) -> list[dict[str, Any]]:
+    """Jobs, newest first: all, an endpoint's, or those that ran one deployment."""
+    deployment_id = None
+    with api.client() as prefect:
+        if endpoint is not None:
+            block = load_endpoint(endpoint)
+            deployment_id = prefect.read_deployment_by_name(prefect_deployment_name(block.name)).id
+        runs = _read_runs(prefect, deployment_id, max_results if deployment is None else 1000)
+    records = [job_record(r) for r in runs]
+    if deployment is not None:
+        records = [r for r in records if (r["deployment_name"] or "").lower() == deployment.lower()]
+    return records[:max_results]
+
+
+def invoke(endpoint: str, input: str, *, input_type: str = "uri_folder",
+           deployment_name: str | None = None, output_path: str | None = None,
+           job_name: str | None = None, sets: list[str] = (),  # type: ignore[assignment]
+           mini_batch_size: int | None = None, instance_count: int | None = None) -> dict:
+    """``pbe batch-endpoint invoke``: check everything, then create the flow run; no waiting."""
+    from prefect.deployments import run_deployment
+
+    block = load_endpoint(endpoint)
+    resolved = resolve_endpoint(block.name, deployment_name)
+    overrides = job_overrides(sets, mini_batch_size=mini_batch_size,
+                              instance_count=instance_count)
+    settings = resolved.spec.job_settings(**overrides)
+    if job_name:
+        _check_free(job_name)
+    job_name = job_name or f"batchjob-{uuid.uuid4()}"
+    if "://" not in input:
+        if not os.path.exists(input):
+            raise InputError(input, "does not exist", hint="Check the --input path.")
+        input = os.path.abspath(input)
+    output = output_path or default_output_path(job_name)
+    if "://" not in output:
+        output = os.path.abspath(output)
+        if settings.output_file_name and os.path.exists(os.path.join(output,
+                                                                     settings.output_file_name)):
+            raise OutputExistsError(os.path.join(output, settings.output_file_name))
+    parameters = {"input": input, "input_type": input_type, "deployment_name": resolved.name,
+                  "output_path": output, "job_name": job_name, **overrides,
+                  "output_file_name": settings.output_file_name}
+    run = run_deployment(
+        name=prefect_deployment_name(block.name), parameters=parameters, timeout=0,
+        flow_run_name=job_name, as_subflow=False,
+        tags=["pbe", f"endpoint:{block.name}", f"deployment:{resolved.name}", "by:pbe"],
+    )
+    return job_record(run)
+
+
+def _check_free(job_name: str) -> None:
+    try:
+        find_job(job_name)
+    except NotFoundError:
+        return
+    raise AlreadyExistsError("job", job_name, hint="Leave --job-name out to get a new name.")
+
+
+def wait_for(name: str, *, poll: float = 2.0, timeout: float | None = None) -> dict:
+    """Poll job ``name`` until it ends (or ``timeout`` seconds pass); return its record."""
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    run = find_job(name)
+    with api.client() as prefect:
+        while True:
+            record = job_record(run)
+            if record["status"] in FINAL or (deadline and time.monotonic() > deadline):
+                return record
+            time.sleep(poll)
+            run = prefect.read_flow_run(run.id)
