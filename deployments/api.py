@@ -24,13 +24,24 @@ __all__ = ["client", "connect", "ensure_work_pool", "translate_error", "ui_url"]
 
 @contextlib.contextmanager
 def connect() -> Iterator[str]:
-    """Use the configured or the embedded Prefect server for the enclosed code."""
+    """Use the configured or the embedded Prefect server for the enclosed code.
+
+    The environment and Prefect's settings are restored afterwards, so ``main()`` can be
+    called in-process (tests do).
+    """
     url = configured_api_url() or EmbeddedPrefect(workspace_root()).ensure()
-    os.environ["PREFECT_API_URL"] = url
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: url}):
-        yield url
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url  # for ui_url() and any process started meanwhile
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
 
 
 def client() -> SyncPrefectClient:

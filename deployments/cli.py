@@ -217,7 +217,7 @@ def _error(exc: BaseException, debug: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    if a.version:
+    if getattr(a, "show_version", False):
         from importlib.metadata import PackageNotFoundError, version
 
         try:

@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pbe", allow_abbrev=False,
         description="Azure ML batch endpoints on Prefect and Dask: write pbe where you wrote "
         "az ml.")
-    parser.add_argument("--version", action="store_true", help="print the version")
+    parser.add_argument("--version", dest="show_version", action="store_true",
+                        help="print the version")
     root = parser.add_subparsers(dest="group", metavar="GROUP")
     builder = _Builder(root)
     for add in (_model, _compute, _endpoint, _deployment, _job, _server):

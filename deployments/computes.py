@@ -60,15 +60,12 @@ def create_compute(
     min_instances: int | None = None,
     max_instances: int | None = None,
 ) -> dict[str, Any]:
-    """Register a compute; AlreadyExistsError when the name is taken."""
+    """Register a compute; AlreadyExistsError when the name is taken by different settings."""
     if not _NAME.fullmatch(name):
         raise SpecError(
             f"invalid compute name {name!r}: 2-32 characters, starting with a letter, using "
             "letters, digits, '-' and '_'", key="name", hint="e.g. -n batch-cluster")
     document = compute_document_name(name)
-    if document in compute_names():
-        raise AlreadyExistsError("compute", name,
-                                 hint=f"Delete it first: pbe compute delete -n {name} --yes")
     values: dict[str, Any] = {"type": type, "address": address, "cluster_class": cluster_class,
                               "cluster_kwargs": _parse_kwargs(cluster_kwargs)}
     if min_instances is not None:
@@ -84,6 +81,13 @@ def create_compute(
                         hint="--min-instances >= 0, --max-instances >= 1") from exc
     if type == "cluster_class":
         _check_import_path(str(cluster_class))
+    if document in compute_names():  # like az ml: creating it again as it is changes nothing
+        existing = load_compute(name)
+        if existing.model_dump() == compute.model_dump():
+            return _record(document, compute)
+        raise AlreadyExistsError(
+            "compute", name, hint=f"It has other settings; delete it first: pbe compute "
+            f"delete -n {name} --yes")
     compute.save(document)
     return _record(document, compute)
 
