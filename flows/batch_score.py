@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -141,6 +142,10 @@ def batch_score(
     )
     try:
         with runner:
+            clock = time.monotonic()
+            runner.client  # noqa: B018 - starts the cluster, or connects to it
+            cluster_seconds = time.monotonic() - clock
+            clock = time.monotonic()
             results = score_all(
                 runner,
                 job,
@@ -150,6 +155,7 @@ def batch_score(
                 logger=logger,
                 on_progress=report_progress,
             )
+            scoring_seconds = time.monotonic() - clock
         failures = staging.failures()
         write_report(output.join("logs"), results, failures)
         counts = reduce_results(
@@ -172,6 +178,8 @@ def batch_score(
         items=counts.items,
         items_succeeded=counts.items_succeeded,
         items_failed=counts.items_failed,
+        cluster_seconds=round(cluster_seconds, 3),
+        scoring_seconds=round(scoring_seconds, 3),
         message=message,
     )
     logger.info("%s Output: %s", message, result.output_file or result.output_path)

@@ -1,37 +1,35 @@
-"""Stopping a job's remaining mini-batches: a Dask event every attempt checks first.
+"""Stopping a job's remaining mini-batches: a flag every attempt checks first.
 
-Cancelling Dask futures stops mini-batches that have not started; the event also stops
-the retries of those already running, so a job past its error threshold ends promptly.
+Cancelling Dask futures stops mini-batches that no worker has taken; the flag, set on every
+worker of the cluster with ``Client.run``, also stops those already queued on a worker and
+the retries of those running, so a job past its error threshold ends promptly. Checking the
+flag costs nothing: it is a set in this module, in each worker process.
 """
 
 from __future__ import annotations
 
 import distributed
 
-
-def _event_name(job_name: str) -> str:
-    return f"pbe-cancel-{job_name}"
+_stopped_jobs: set[str] = set()
 
 
-def _on_dask_worker() -> bool:
-    try:
-        distributed.get_worker()
-    except ValueError:
-        return False
-    return True
+def _mark(job_name: str, stopped: bool) -> None:
+    if stopped:
+        _stopped_jobs.add(job_name)
+    else:
+        _stopped_jobs.discard(job_name)
 
 
 def request_stop(client: distributed.Client, job_name: str) -> None:
     """Tell every worker that the job's remaining attempts must not start."""
-    distributed.Event(_event_name(job_name), client=client).set()
+    client.run(_mark, job_name, True)
 
 
 def clear_stop(client: distributed.Client, job_name: str) -> None:
-    distributed.Event(_event_name(job_name), client=client).clear()
+    """Forget an earlier stop of a job with this name (a re-run)."""
+    client.run(_mark, job_name, False)
 
 
 def stop_requested(job_name: str) -> bool:
-    """True when the job was told to stop (always False outside a Dask worker)."""
-    if not _on_dask_worker():
-        return False
-    return distributed.Event(_event_name(job_name)).is_set()
+    """True when the job was told to stop (checked in the worker running the attempt)."""
+    return job_name in _stopped_jobs

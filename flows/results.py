@@ -85,4 +85,6 @@ class JobResult(BaseModel):
     items: int
     items_succeeded: int
     items_failed: int
+    cluster_seconds: float = Field(description="Time to start (or reach) the Dask cluster.")
+    scoring_seconds: float = Field(description="Time from the first submission to the last result.")
     message: str
