@@ -25,7 +25,18 @@ import fsspec
 
 from blocks.datastore import mask, secret_values
 from blocks.errors import BatchEndpointError, InputError, StorageError
-from flows.store_errors import describe
+
+_NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}
+_NO_CREDENTIALS_HINT = (
+    "register a datastore with credentials (pbe datastore create --type s3 --key … --secret …) "
+    "and use azureml://datastores/<name>/paths/…, or set AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY (or an AWS profile)"
+)
+_UNREACHABLE = {
+    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+    "ClientConnectorError", "ClientConnectionError", "ServerDisconnectedError",
+    "ServerTimeoutError",
+}
 
 
 def is_remote(uri: str) -> bool:
@@ -59,6 +70,59 @@ def storage_errors(
         problem = mask(problem, secrets)
         error = InputError if as_input else StorageError
         raise error(shown, problem, hint=hint) from exc
+
+
+def describe(exc: BaseException, uri: str) -> tuple[str, str | None]:
+    """``(problem, hint)`` for a store exception: fsspec, s3fs, botocore or aiohttp."""
+    chain = _chain(exc)
+    names = {type(e).__name__ for e in chain}
+    codes = {_error_code(e) for e in chain} - {None}
+    status = next((s for e in chain if isinstance(s := getattr(e, "status", None), int)), None)
+    missing = any(isinstance(e, FileNotFoundError) for e in chain) or "NoSuchKey" in codes
+    bucket, _, key = uri[len("s3://") :].partition("/") if uri.startswith("s3://") else ("", "", "")
+    check = "check the datastore's --key and --secret (or the AWS credentials in use)"
+
+    if names & _NO_CREDENTIALS:
+        return "no S3 credentials were found", _NO_CREDENTIALS_HINT
+    if "InvalidAccessKeyId" in codes:
+        return "the store does not know this access key (wrong credentials)", check
+    if "SignatureDoesNotMatch" in codes:
+        return "the secret does not match the access key (wrong credentials)", check
+    denied = codes & {"AccessDenied", "AllAccessDisabled", "401", "403"} or status in (401, 403)
+    if denied or any(isinstance(e, PermissionError) for e in chain):
+        return "access denied: wrong credentials, or they lack permission here", check
+    operations = {getattr(e, "operation_name", None) for e in chain}
+    bucket_missing = "NoSuchBucket" in codes or (
+        (missing or "404" in codes) and (not key.strip("/") or "HeadBucket" in operations)
+    )
+    if bucket and bucket_missing:
+        return f"bucket '{bucket}' does not exist", "check the bucket name (it is never created)"
+    if names & _UNREACHABLE or any(isinstance(e, (ConnectionError, TimeoutError)) for e in chain):
+        return f"cannot reach the store ({exc})", "check the endpoint URL and the network"
+    if missing:
+        where = "no object or folder at this key" if bucket else "does not exist"
+        return where, "check the path (names are case-sensitive)"
+    if status is not None:
+        return f"the server answered HTTP {status}", None
+    return f"{type(exc).__name__}: {exc}", None
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """The S3 error code of a botocore ``ClientError`` (``NoSuchBucket``, ``403``, …)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
 
 
 @dataclass(frozen=True)
