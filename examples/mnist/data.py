@@ -3,7 +3,8 @@
 Importable as a plain module (put ``examples/mnist`` on ``sys.path``; ``import data``) and
 runnable::
 
-    python examples/mnist/data.py --mnist-dir ../shared/data/mnist --out examples/mnist/.work/sample --count 100
+    python examples/mnist/data.py --mnist-dir ../shared/data/mnist \
+        --out examples/mnist/.work/sample --count 100
 
 writes ``00000.png`` … ``00099.png`` into ``--out`` and a labels CSV *next to* that folder
 (``examples/mnist/.work/sample_labels.csv``), never inside it: a batch job scores every file
@@ -189,8 +190,9 @@ def _load_without_folder(subset: str) -> tuple[np.ndarray, np.ndarray, str]:
             images = dataset.data.numpy().astype(np.uint8)
             labels = dataset.targets.numpy().astype(np.uint8)
             name = "train" if train else "test"
-            return images, labels, f"MNIST {name} set ({len(images)} images) via torchvision in {cache}"
-        except Exception as exc:  # noqa: BLE001 - any failure means "use the fallback"
+            description = f"MNIST {name} set ({len(images)} images) via torchvision in {cache}"
+            return images, labels, description
+        except Exception as exc:  # any failure (offline, proxy, bad download): fall back
             why = f"torchvision download failed: {type(exc).__name__}: {exc}"
     return load_sklearn_digits(reason=why)
 
@@ -301,7 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True, help="number of PNGs to write")
     parser.add_argument("--start", type=int, default=0, help="index of the first image")
     parser.add_argument(
-        "--subset", default="auto", choices=["auto", "test", "train", "all"],
+        "--subset",
+        default="auto",
+        choices=["auto", "test", "train", "all"],
         help="which MNIST files to read (default: the test set when present)",
     )
     parser.add_argument(

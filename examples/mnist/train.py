@@ -1,6 +1,7 @@
 """Train the two models of the MNIST batch-endpoint example, on CPU, in seconds.
 
-    python examples/mnist/train.py --mnist-dir ../shared/data/mnist --out examples/mnist/.work/models
+    python examples/mnist/train.py --mnist-dir ../shared/data/mnist \
+        --out examples/mnist/.work/models [--framework torch|keras|both]
 
 writes the registered-model folders the deployments expect::
 
@@ -29,6 +30,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# OpenMP threads that sleep instead of spinning while they wait: on a shared 2-core machine
+# spinning torch threads make training 5-10x slower whenever another process is busy.
+# (Read when torch loads its OpenMP runtime, so it must be set before torch is imported.)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 from data import load_mnist  # noqa: E402  (examples/mnist is sys.path[0] when run as a script)
@@ -37,15 +42,17 @@ HERE = Path(__file__).resolve().parent
 TORCH_CODE = HERE / "deployment-torch" / "code"
 THREADS = 2
 DEFAULT_TRAIN_COUNT = 8000
-TORCH_EPOCHS = 30
-KERAS_EPOCHS = 12
+TORCH_EPOCHS = 40
+KERAS_EPOCHS = 8
 
 
 def split(images: np.ndarray, labels: np.ndarray, train_count: int = DEFAULT_TRAIN_COUNT):
     """``(x_train, y_train), (x_heldout, y_heldout)``: the first ``train_count`` images train."""
     if not 0 < train_count < len(images):
         raise ValueError(f"train_count must be between 1 and {len(images) - 1}, not {train_count}")
-    return (images[:train_count], labels[:train_count]), (images[train_count:], labels[train_count:])
+    train = images[:train_count], labels[:train_count]
+    heldout = images[train_count:], labels[train_count:]
+    return train, heldout
 
 
 # --------------------------------------------------------------------------- torch
@@ -77,6 +84,21 @@ def _random_shift(batch, generator, margin: int = 2):
     return padded[torch.arange(n)[:, None, None], 0, rows, cols].unsqueeze(1)
 
 
+def _check_torch_can_load():
+    """Fail clearly instead of crashing: torch's optimizers import ``torch._dynamo``, which
+    imports triton, and triton segfaults when TensorFlow was loaded first in the process."""
+    if (
+        "tensorflow" in sys.modules
+        and "torch._dynamo" not in sys.modules
+        and importlib.util.find_spec("triton") is not None
+    ):
+        raise RuntimeError(
+            "TensorFlow is already loaded in this process, and torch's optimizers would now "
+            "crash it while importing triton; train torch first (or import torch._dynamo "
+            "before tensorflow), or use a separate process"
+        )
+
+
 def train_torch(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -91,6 +113,7 @@ def train_torch(
     1/255 is then folded into ``layer_1``'s weights, so ``model(raw)`` equals the trained
     network on ``raw / 255`` exactly and the architecture stays the reference's.
     """
+    _check_torch_can_load()
     import torch
     from torch.nn import functional as F
 
@@ -278,12 +301,16 @@ def main(argv: list[str] | None = None) -> int:
         description="Train the MNIST example's torch and Keras models on CPU."
     )
     parser.add_argument(
-        "--mnist-dir", required=True, help="folder with the MNIST IDX .gz files (../shared/data/mnist)"
+        "--mnist-dir",
+        required=True,
+        help="folder with the MNIST IDX .gz files (e.g. ../shared/data/mnist)",
     )
     parser.add_argument("--out", required=True, help="folder for torch/, keras/ and metrics.json")
     parser.add_argument("--framework", choices=["torch", "keras", "both"], default="both")
     parser.add_argument(
-        "--train-count", type=int, default=DEFAULT_TRAIN_COUNT,
+        "--train-count",
+        type=int,
+        default=DEFAULT_TRAIN_COUNT,
         help=f"images used for training (default {DEFAULT_TRAIN_COUNT}); the rest are held out",
     )
     parser.add_argument("--epochs", type=int, help="override the framework's default epochs")
@@ -297,8 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for framework in frameworks:
         metrics = train_and_save(
-            framework, images, labels, out,
-            train_count=args.train_count, epochs=args.epochs, seed=args.seed,
+            framework,
+            images,
+            labels,
+            out,
+            train_count=args.train_count,
+            epochs=args.epochs,
+            seed=args.seed,
         )
         results[framework] = metrics
         print(
