@@ -35,7 +35,7 @@ def stream_job(name: str, out: TextIO = sys.stdout, *, poll: float = 1.0) -> dic
     print(f"RunId: {record['name']}\nWeb View: {record['services']['Studio']['endpoint']}\n"
           "\nStreaming logs:\n", file=out, flush=True)
     log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))
-    seen, quiet_after_end = 0, 0
+    seen, ended_at = 0, None
     with api.client() as prefect:
         while True:
             logs = prefect.read_logs(log_filter=log_filter, offset=seen, limit=200,
@@ -43,13 +43,14 @@ def stream_job(name: str, out: TextIO = sys.stdout, *, poll: float = 1.0) -> dic
             for log in logs:
                 print(_format_log(log), file=out, flush=True)
             seen += len(logs)
-            if logs:
+            if len(logs) == 200:
                 continue
-            record = job_record(prefect.read_flow_run(run.id))
-            if record["status"] in FINAL:
-                quiet_after_end += 1
-                if quiet_after_end > 3:  # logs are shipped in batches: drain a little longer
-                    break
+            if ended_at is None:
+                record = job_record(prefect.read_flow_run(run.id))
+                if record["status"] in FINAL:
+                    ended_at = time.monotonic()
+            elif not logs and time.monotonic() - ended_at >= 2.0:
+                break  # the run's last log batch arrives up to ~2 s after its end
             time.sleep(poll)
     print(f"\nExecution Summary\n=================\nRunId: {record['name']}\n"
           f"Status: {record['status']}\nMessage: {record['message']}\n"

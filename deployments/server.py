@@ -191,7 +191,7 @@ class EmbeddedPrefect:
     def _start_worker(self, url: str) -> None:
         env = self._base_env()
         env["PREFECT_API_URL"] = url
-        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
+        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")  # pick jobs up within a second
         cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", work_pool_name(),
                "--type", "process", "--name", f"pbe-{os.getpid()}"]
         process = self._spawn(cmd, env, self.state_dir / "worker.log")

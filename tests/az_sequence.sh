@@ -23,7 +23,7 @@ if ! command -v pbe >/dev/null 2>&1; then
   pbe() { "$PYTHON" -m deployments.cli "$@"; }
 fi
 
-step() { echo; echo "=== $*"; }
+step() { echo; echo "=== $(date +%T) $*"; }
 fail() { echo "FAILED: $*" >&2; exit 1; }
 
 check_job() {  # <job name> <expected status>: the status a script reads with --query
@@ -103,9 +103,7 @@ check_predictions "$OUTPUT/predictions.csv" "$COUNT"
 step "Invoke batch endpoint with specific output file name"
 OUTPUT_PATH="$WORK/outputs/$ENDPOINT_NAME"
 JOB_NAME=$(pbe batch-endpoint invoke --name $ENDPOINT_NAME --input "$INPUT" --output-path "$OUTPUT_PATH" --set output_file_name=predictions.csv --query name -o tsv)
-pbe job stream -n $JOB_NAME >/dev/null
-check_job $JOB_NAME Completed
-check_predictions "$OUTPUT_PATH/predictions.csv" "$COUNT"
+OUTPUT_JOB=$JOB_NAME  # not streamed, as in the original: it runs beside the next one
 
 step "Invoke batch endpoint with specific overwrites"
 JOB_NAME=$(pbe batch-endpoint invoke --name $ENDPOINT_NAME --input "$INPUT" --mini-batch-size 20 --instance-count 5 --query name -o tsv)
@@ -113,6 +111,9 @@ JOB_NAME=$(pbe batch-endpoint invoke --name $ENDPOINT_NAME --input "$INPUT" --mi
 step "Stream job detail"
 pbe job stream -n $JOB_NAME
 check_job $JOB_NAME Completed
+pbe job stream -n $OUTPUT_JOB >/dev/null
+check_job $OUTPUT_JOB Completed
+check_predictions "$OUTPUT_PATH/predictions.csv" "$COUNT"
 MINI_BATCHES=$(pbe job show -n $JOB_NAME --query properties.mini_batches -o tsv)
 [[ "$MINI_BATCHES" -eq $(( (COUNT + 19) / 20 )) ]] || fail "expected mini-batches of 20, got $MINI_BATCHES"
 

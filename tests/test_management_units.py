@@ -1,0 +1,152 @@
+"""The management plane's plain parts, without a Prefect server: fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from blocks.endpoint import compute_document_name, deployment_document_name, endpoint_document_name
+from blocks.errors import AlreadyExistsError, NotFoundError, SpecError
+from deployments.cli_parser import build_parser
+from deployments.invoke_overrides import job_overrides
+from deployments.jobs import counts_from_message, status_of
+from deployments.output import apply_query, render
+from deployments.registry import ModelRegistry
+from deployments.server import EmbeddedPrefect
+
+# --- output --------------------------------------------------------------------------------
+
+JOB = {"name": "batchjob-1", "status": "Completed", "defaults": {"deployment_name": "d"},
+       "outputs": {"score": {"path": "/out"}}}
+
+
+def test_query_and_tsv_give_bare_values_for_shell_scripts():
+    assert render(apply_query(JOB, "name"), "tsv") == "batchjob-1"
+    assert render(apply_query([JOB, JOB], "[].name"), "tsv") == "batchjob-1\nbatchjob-1"
+    assert render(apply_query(JOB, "{Name:name, Defaults:defaults}"), "json") == json.dumps(
+        {"Name": "batchjob-1", "Defaults": {"deployment_name": "d"}}, indent=2)
+    assert render(apply_query(JOB, "outputs.score.path"), "tsv") == "/out"
+    assert render(apply_query(JOB, "missing"), "tsv") == ""
+    assert render({"a": 1, "b": None, "c": True, "d": {"x": 1}}, "tsv") == "1\t\tTrue"
+
+
+def test_table_yaml_and_errors():
+    table = render([JOB], "table", {"Name": "name", "Default": "defaults.deployment_name"})
+    header, rule, row = table.splitlines()
+    assert header.split() == ["Name", "Default"] and set(rule) <= {"-", " "}
+    assert row.split() == ["batchjob-1", "d"]
+    assert "Status" in render(JOB, "table")  # default columns: the top-level scalars
+    assert render(JOB, "yaml").splitlines()[0] == "name: batchjob-1"
+    assert render(None, "json") == "" and render(JOB, "none") == ""
+    with pytest.raises(Exception, match="invalid --query"):
+        apply_query(JOB, "[[[")
+
+
+# --- per-job overrides and job status --------------------------------------------------------
+
+
+def test_job_overrides_accept_az_ml_keys_and_refuse_the_rest():
+    assert job_overrides(["output_file_name=out.csv", "retry_settings.max_retries=2",
+                          "settings.error_threshold=-1", "timeout=9"], mini_batch_size=20) == {
+        "output_file_name": "out.csv", "max_retries": 2, "error_threshold": -1, "timeout": 9,
+        "mini_batch_size": 20}
+    with pytest.raises(SpecError, match="cannot be changed per job"):
+        job_overrides(["settings.max_concurrency_per_instance=4"])
+    with pytest.raises(SpecError, match="Did you mean 'timeout'"):
+        job_overrides(["timeuot=3"])
+
+
+@pytest.mark.parametrize(("state", "status"), [
+    ("SCHEDULED", "Queued"), ("PENDING", "Preparing"), ("RUNNING", "Running"),
+    ("COMPLETED", "Completed"), ("FAILED", "Failed"), ("CRASHED", "Failed"),
+    ("CANCELLING", "CancelRequested"), ("CANCELLED", "Canceled"), (None, "NotStarted"),
+])
+def test_prefect_states_map_to_az_ml_statuses(state, status):
+    assert status_of(state) == status
+
+
+def test_counts_are_read_from_the_final_message():
+    message = ("Job j: 4 mini-batches: 3 succeeded, 1 failed; 40 items: 35 succeeded, "
+               "5 failed.")
+    assert counts_from_message(message) == {
+        "mini_batches": 4, "mini_batches_succeeded": 3, "mini_batches_failed": 1,
+        "items": 40, "items_succeeded": 35, "items_failed": 5}
+    assert counts_from_message("The number of failed items is 6") == {}
+
+
+# --- names -----------------------------------------------------------------------------------
+
+
+def test_block_document_names_are_lowercase_and_dashes():
+    assert endpoint_document_name("MNIST-Batch") == "mnist-batch"
+    assert deployment_document_name("MNIST-Batch", "Torch-Dpl") == "mnist-batch--torch-dpl"
+    assert compute_document_name("azureml:Batch_Cluster") == "batch-cluster"
+
+
+# --- the model registry ----------------------------------------------------------------------
+
+
+def test_registry_versions_copies_and_latest(tmp_path):
+    registry = ModelRegistry(tmp_path / "models")
+    source = tmp_path / "src" / "model"
+    source.mkdir(parents=True)
+    (source / "model.pt").write_text("v1")
+    first = registry.create("m", source)
+    (source / "model.pt").write_text("v2")
+    second = registry.create("m", source, description="retrained")
+    assert (first["version"], second["version"]) == ("1", "2")
+    model_dir = registry.model_dir("m", "1")
+    assert os.listdir(model_dir) == ["model"]  # AZUREML_MODEL_DIR holds only the model
+    assert (tmp_path / "models" / "m" / "1" / "model" / "model.pt").read_text() == "v1"
+    assert registry.show("m", label="latest")["version"] == "2"
+    assert [m["version"] for m in registry.list_models("m")] == ["2", "1"]
+    with pytest.raises(NotFoundError, match="'m:7' not found. Known model versions: m:1, m:2"):
+        registry.show("m", "7")
+    with pytest.raises(AlreadyExistsError):
+        registry.create("m", source, version="2")
+    with pytest.raises(SpecError, match="does not exist"):
+        registry.create("m", tmp_path / "nope")
+
+
+def test_concurrent_registrations_get_distinct_versions(tmp_path):
+    registry = ModelRegistry(tmp_path / "models")
+    (tmp_path / "weights.bin").write_bytes(b"x" * 1000)
+    versions: list[str] = []
+    threads = [threading.Thread(target=lambda: versions.append(
+        registry.create("m", tmp_path / "weights.bin")["version"])) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(versions, key=int) == [str(n) for n in range(1, 9)]
+    assert registry.versions("m") == [str(n) for n in range(1, 9)]
+
+
+# --- the embedded server's bookkeeping and the parser ---------------------------------------
+
+
+def test_a_stale_pidfile_is_not_a_running_server(tmp_path):
+    embedded = EmbeddedPrefect(tmp_path)
+    (tmp_path / "prefect").mkdir()
+    (tmp_path / "prefect" / "server.json").write_text(
+        json.dumps({"pid": 2**22 + 12345, "url": "http://127.0.0.1:9/api"}))
+    status = embedded.status()
+    assert status["running"] is False and status["server_pid"] is None
+
+
+def test_every_command_takes_query_and_output():
+    parser = build_parser()
+    groups = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - walk the tree
+    for group_name, group in groups.items():
+        verbs = group._subparsers._group_actions[0].choices  # noqa: SLF001
+        for verb_name, verb in verbs.items():
+            options = {o for action in verb._actions for o in action.option_strings}
+            assert {"--query", "-o", "--debug", "--workspace"} <= options, (group_name,
+                                                                              verb_name)
+    args = parser.parse_args(["batch-endpoint", "invoke", "-n", "e", "--input", "x",
+                              "-g", "rg", "-w", "ws", "--query", "name", "-o", "tsv"])
+    assert SimpleNamespace(**vars(args)).query == "name"
