@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from typing import Literal
@@ -13,6 +14,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
 from blocks.compute import DaskCompute
+from blocks.datastore import SavedDatastores
 from blocks.errors import OutputExistsError, SpecError
 from blocks.spec import JobSettings, ModelDeploymentSpec
 from blocks.workspace import default_output_path
@@ -25,7 +27,7 @@ from flows.report import write_report
 from flows.resolve import ResolvedDeployment, resolve_endpoint, resolve_spec
 from flows.results import JobResult
 from flows.staging import JobStaging
-from flows.storage import Location
+from flows.storage import Location, publish_folder
 from flows.task_runner import ScoringTaskRunner
 from flows.threshold import ErrorBudget
 from scoring.model_formats import framework_environment
@@ -101,12 +103,14 @@ def batch_score(
         output_file_name=output_file_name,
     )
     append_rows = settings.output_action == "append_row"
-    output = Location(output_path or default_output_path(job_name))
+    datastores = SavedDatastores()
+    source = Location(*datastores.resolve(input))
+    output = Location(*datastores.resolve(output_path or default_output_path(job_name)))
     target = output.join(settings.output_file_name) if append_rows else None
     if target is not None and target.exists():
         raise OutputExistsError(str(target))
 
-    files = list_input(Location(input), input_type)
+    files = list_input(source, input_type)
     plan = plan_mini_batches(files, settings.mini_batch_size)
     logger.info(
         "Job %s: deployment %s, %d files in %d mini-batches of up to %d, %d scoring processes.",
@@ -127,6 +131,7 @@ def batch_score(
         timeout=float(settings.timeout),
         append_rows=append_rows,
         staging=staging,
+        input_storage_options=source.storage_options,
     )
     progress = create_progress_artifact(
         progress=0.0, description=f"Job {job_name}: mini-batches done"
@@ -163,8 +168,12 @@ def batch_score(
         )
         if target is not None:
             merge_output(staging, results, target)
+        if output.remote:  # what the script wrote into AZUREML_BI_OUTPUT_PATH
+            publish_folder(script_output, output)
     finally:
         staging.remove()
+        if output.remote:
+            shutil.rmtree(script_output, ignore_errors=True)
 
     message = f"Job {job_name}: {counts.summary()}."
     result = JobResult(

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 from prefect.states import Cancelled, State
 
+from blocks.datastore import mask
 from blocks.errors import MiniBatchAttemptError
 from flows.cancel import stop_requested
 from flows.inputs import local_copies
@@ -39,7 +40,7 @@ def _attempt_error(
         )
     return MiniBatchAttemptError(
         mini_batch_id=mini_batch.id,
-        files=list(mini_batch.files),
+        files=[mask(uri) for uri in mini_batch.files],
         attempt=attempt,
         category=failure.category,
         detail=detail,
