@@ -128,6 +128,25 @@ def run(mini_batch):
     return [f"{os.path.basename(path)} {weight}" for path in mini_batch]
 """
 
+_SLEEPY_SCRIPT = """
+import time
+
+def init():
+    pass
+
+def run(mini_batch):
+    time.sleep(60)
+    return list(mini_batch)
+"""
+
+_FAILING_SCRIPT = """
+def init():
+    pass
+
+def run(mini_batch):
+    raise ValueError("this model cannot score " + mini_batch[0])
+"""
+
 _TINY_DEPLOYMENT = """\
 $schema: https://azuremlschemas.azureedge.net/latest/modelBatchDeployment.schema.json
 name: tiny-dpl
@@ -161,11 +180,17 @@ class TinyProject:
 
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory: pytest.TempPathFactory, pbe: Pbe) -> TinyProject:
-    """A scoring script that echoes file names, registered as model ``tiny-model``."""
+    """A scoring script that echoes file names, registered as model ``tiny-model``.
+
+    The code folder also holds ``sleepy.py`` (run() sleeps a minute) and ``failing.py``
+    (run() raises), for deployments made with ``--set code_configuration.scoring_script=``.
+    """
     from support import make_model, write_inputs, write_script
 
     folder = tmp_path_factory.mktemp("tiny-project")
     write_script(folder / "code", _TINY_SCRIPT)
+    write_script(folder / "code", _SLEEPY_SCRIPT, name="sleepy.py")
+    write_script(folder / "code", _FAILING_SCRIPT, name="failing.py")
     model = make_model(folder / "model-files")
     (folder / "deployment.yml").write_text(_TINY_DEPLOYMENT)
     (folder / "endpoint.yml").write_text("name: tiny-endpoint\nauth_mode: aad_token\n")

@@ -1,0 +1,58 @@
+"""Jobs through ``pbe``: waiting, failing, streaming, cancelling."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def endpoint(pbe, tiny_project):
+    """An endpoint whose deployments sleep (``sleepy-dpl``) or fail (``failing-dpl``)."""
+    name = f"jobs-{uuid.uuid4().hex[:6]}"
+    pbe.ok("batch-endpoint", "create", "--file", str(tiny_project.endpoint_yml), "--name", name)
+    for script in ("sleepy", "failing"):
+        pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
+               "--endpoint-name", name, "--name", f"{script}-dpl",
+               "--set", f"code_configuration.scoring_script={script}.py")
+    yield name
+    pbe("batch-endpoint", "delete", "--name", name, "--yes")
+
+
+def test_a_failed_job_fails_invoke_wait_and_stream(pbe, endpoint, tiny_project):
+    result = pbe("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
+                 "failing-dpl", "--input", str(tiny_project.inputs), "--set", "max_retries=1",
+                 "--wait")
+    assert result.code == 1, result.err
+    job = result.json()
+    assert job["status"] == "Failed"
+    assert "No item succeeded" in job["message"]
+    assert f"job '{job['name']}' ended Failed" in result.err
+    streamed = pbe.run("job", "stream", "-n", job["name"])
+    assert streamed.code == 1
+    assert "this model cannot score" in streamed.out  # the scoring error reached the logs
+    assert "Status: Failed" in streamed.out
+
+
+def test_cancel_a_running_job(pbe, endpoint, tiny_project):
+    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
+                 "sleepy-dpl", "--input", str(tiny_project.inputs))
+    assert job["status"] in ("Queued", "Preparing", "Running")
+    deadline = time.monotonic() + 120
+    while pbe.ok("job", "show", "-n", job["name"])["status"] != "Running":
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(1)
+    assert pbe.ok("job", "cancel", "-n", job["name"])["status"] in ("CancelRequested",
+                                                                    "Canceled")
+    while (status := pbe.ok("job", "show", "-n", job["name"])["status"]) != "Canceled":
+        assert status == "CancelRequested" and time.monotonic() < deadline, status
+        time.sleep(1)
+    again = pbe("job", "cancel", "-n", job["name"])
+    assert again.code == 1 and "already ended (Canceled)" in again.err
+    listed = pbe.ok("batch-deployment", "list-jobs", "--name", "sleepy-dpl",
+                    "--endpoint-name", endpoint, "--query", "[].[name, status]")
+    assert listed == [[job["name"], "Canceled"]]
