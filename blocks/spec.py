@@ -1,19 +1,17 @@
 """Typed specs of the endpoint and batch-deployment YAML files that ``az ml`` users write.
 
-Pure code (no Prefect). The models are pydantic v2 with ``extra="forbid"``. ``parse_*`` and
-``load_*_yaml`` are the boundary: any problem surfaces as ONE :class:`SpecError` that names the
-file, the dotted key, the bad value and the fix.
+Pure code (no Prefect). The models are pydantic v2 with ``extra="forbid"``; their validators
+fail with our own message, key and hint. The boundary sits in two sibling modules that build on
+these models: :mod:`blocks.spec_loading` reads and validates the YAML files, and
+:mod:`blocks.spec_errors` turns a ``ValidationError`` into one :class:`SpecError`. The loaders
+(``parse_*``, ``load_*_yaml``) are re-exported here, so ``blocks.spec`` stays the one import.
 """
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
-from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -451,240 +449,15 @@ class ModelDeploymentSpec(_Spec):
         try:
             return JobSettings.model_validate(values)
         except ValidationError as exc:
-            raise _spec_error(exc, JobSettings, source) from exc
+            from blocks.spec_errors import spec_error  # it builds on this module, so not at the top
+
+            raise spec_error(exc, JobSettings, source) from exc
 
 
-# --- the boundary: loading, and turning a ValidationError into one SpecError -----------------
-
-
-def parse_endpoint(data: dict, *, source: str = "<dict>") -> EndpointSpec:
-    """Validate an endpoint mapping; raise SpecError naming ``source`` and the key."""
-    return _parse(EndpointSpec, data, source)
-
-
-def parse_deployment(data: dict, *, source: str = "<dict>") -> ModelDeploymentSpec:
-    """Validate a deployment mapping (either layout); raise SpecError naming ``source``."""
-    return _parse(ModelDeploymentSpec, data, source)
-
-
-def load_endpoint_yaml(path: str | os.PathLike[str]) -> EndpointSpec:
-    """Read and validate an ``endpoint.yml``."""
-    data, text = _read_yaml(path)
-    return _parse(EndpointSpec, data, str(path), text)
-
-
-def load_deployment_yaml(path: str | os.PathLike[str]) -> ModelDeploymentSpec:
-    """Read and validate a ``deployment.yml``; its relative paths become absolute and must exist."""
-    data, text = _read_yaml(path)
-    spec = _parse(ModelDeploymentSpec, data, str(path), text)
-    folder = Path(path).resolve().parent
-
-    def where(key: str, value: str, kind: str) -> str:
-        if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", value):  # a URI or azureml: reference
-            return value
-        full = folder / Path(value).expanduser()
-        if not full.exists():
-            raise SpecError(
-                f"{kind} {value!r} does not exist (looked for '{full}'){_at_line(text, key)}",
-                source=str(path),
-                key=key,
-                hint="Paths are relative to the folder of the YAML file; fix the path.",
-            )
-        return str(full.resolve())
-
-    updates: dict[str, Any] = {}
-    if (code := spec.code_configuration) is not None:
-        folder_path = where("code_configuration.code", code.code, "code folder")
-        script = Path(folder_path) / code.scoring_script
-        if os.path.isabs(folder_path) and not script.is_file():
-            raise SpecError(
-                f"scoring script {code.scoring_script!r} not found in '{folder_path}'"
-                f"{_at_line(text, 'code_configuration.scoring_script')}",
-                source=str(path),
-                key="code_configuration.scoring_script",
-                hint="scoring_script is a file inside the code folder.",
-            )
-        updates["code_configuration"] = code.model_copy(update={"code": folder_path})
-    env = spec.environment
-    if env is not None and env.conda_file:
-        conda = where("environment.conda_file", env.conda_file, "conda file")
-        updates["environment"] = env.model_copy(update={"conda_file": conda})
-    if isinstance(spec.model, InlineModel):
-        model_path = where("model.path", spec.model.path, "model path")
-        updates["model"] = spec.model.model_copy(update={"path": model_path})
-    return spec.model_copy(update=updates)
-
-
-def _read_yaml(path: str | os.PathLike[str]) -> tuple[dict, str]:
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(
-            f"cannot read the file: {exc.strerror or exc}", source=source, hint="Check the path."
-        ) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(
-            f"invalid YAML{at}: {problem}", source=source, hint="Fix the YAML syntax there."
-        ) from exc
-    if not isinstance(data, dict):
-        node = yaml.compose(text)
-        line = node.start_mark.line + 1 if node is not None else 1
-        got = "an empty file" if data is None else f"a {type(data).__name__}"
-        raise SpecError(
-            f"line {line}: expected a mapping of keys (name: ..., ...), got {got}",
-            source=source,
-            hint="A spec file is a YAML mapping such as 'name: my-endpoint'.",
-        )
-    return data, text
-
-
-def _parse(cls: type[Any], data: Any, source: str, text: str | None = None) -> Any:
-    if not isinstance(data, dict):
-        raise SpecError(f"expected a mapping of keys, got {type(data).__name__}", source=source)
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        legacy = cls is ModelDeploymentSpec and "type" not in data
-        moved = {k for k in _SETTINGS_KEYS if k in data} if legacy else set()
-        raise _spec_error(exc, cls, source, text=text, legacy=legacy, moved=moved) from exc
-
-
-_MISSING_HINTS = {
-    "name": "Add 'name: <name>'.",
-    "model": f"Add 'model:' as {_MODEL_FORMS}, or an inline mapping with name, path and type.",
-    "compute": "Add 'compute: azureml:<cluster-name>'.",
-    "code": "Add the folder that holds the scoring script.",
-    "scoring_script": "Add the scoring script's file name, e.g. 'batch_driver.py'.",
-    "path": "Add the model file or folder, relative to the YAML file.",
-}
-_EXPECTED = {
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "string_type": "a string",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "string_too_short": "a non-empty string",
-}
-
-
-def _spec_error(
-    exc: ValidationError,
-    root: type[BaseModel],
-    source: str,
-    *,
-    text: str | None = None,
-    legacy: bool = False,
-    moved: set[str] | frozenset[str] = frozenset(),
-) -> SpecError:
-    errors = exc.errors()
-    paths = [_user_path(error, moved) for error in errors]
-    problem, hint = _describe(errors[0], paths[0], root, legacy)
-    key = ".".join(paths[0])
-    problem += _at_line(text, key)
-    if len(errors) > 1:
-        more = sorted({".".join(p) or "<root>" for p in paths[1:]})
-        s = "s" if len(errors) > 2 else ""
-        problem += f" (and {len(errors) - 1} more problem{s}, at: {', '.join(more)})"
-    return SpecError(problem, source=source, key=key or None, hint=hint or None)
-
-
-def _user_path(error: Any, moved: set[str] | frozenset[str]) -> list[str]:
-    """The dotted key path as the user wrote it (no union tags; legacy keys at the root)."""
-    path = [str(part) for part in error["loc"] if part not in _TAGS]
-    if sub := (error.get("ctx") or {}).get("spec_key"):
-        path.append(sub)
-    if len(path) > 1 and path[0] == "settings" and path[1] in moved:
-        path = path[1:]
-    return path
-
-
-def _describe(error: Any, path: list[str], root: type[BaseModel], legacy: bool) -> tuple[str, str]:
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if kind == "spec_error":
-        return ctx["spec_message"], ctx.get("spec_hint", "")
-    if kind == "missing":
-        return f"missing required key '{path[-1]}'", _MISSING_HINTS.get(path[-1], "")
-    if kind == "extra_forbidden":
-        return _unknown_key(error["loc"], root, legacy)
-    shown = _show(value)
-    noun = "an integer" if isinstance(value, int) and not isinstance(value, bool) else "a number"
-    if kind in ("greater_than_equal", "greater_than"):
-        op, bound = (">=", ctx.get("ge")) if kind == "greater_than_equal" else (">", ctx.get("gt"))
-        expected = f"{noun} {op} {bound}"
-    elif kind == "literal_error":
-        expected = str(ctx.get("expected"))
-    else:
-        expected = _EXPECTED.get(kind) or error["msg"].removeprefix("Value error, ")
-    name = path[-1] if path else "it"
-    return f"invalid value {shown}: expected {expected}", f"Set '{name}' to {expected}."
-
-
-def _show(value: Any) -> str:
-    """A value as the user wrote it in YAML (null, true), shortened."""
-    if value is None or isinstance(value, bool):
-        return str(value).lower().replace("none", "null")
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _unknown_key(loc: tuple, root: type[BaseModel], legacy: bool) -> tuple[str, str]:
-    bad, parent = str(loc[-1]), _model_at(root, loc[:-1])
-    valid = list(parent.model_fields) if parent is not None else []
-    if parent is ModelDeploymentSpec and loc[:-1] == ():
-        valid += [k if legacy else f"settings.{k}" for k in _SETTINGS_KEYS]
-    close = difflib.get_close_matches(bad, valid, n=1)
-    if close:
-        return (
-            f"unknown key '{bad}'; did you mean '{close[0]}'?",
-            f"Rename '{bad}' to '{close[0]}'.",
-        )
-    listing = ", ".join(valid) or "(none)"
-    return f"unknown key '{bad}'; valid keys here are: {listing}", f"Remove '{bad}'."
-
-
-def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The model class that validates the mapping at ``loc`` (None when it is not a model)."""
-    current: type[BaseModel] | None = root
-    for part in loc:
-        if part in _TAGS:
-            current = _TAGS[part]
-            continue
-        field = current.model_fields.get(part) if current is not None else None
-        if field is None:
-            return None
-        found = _models_in(field.annotation)
-        current = found[0] if len(found) == 1 else None
-    return current
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in get_args(annotation) for m in _models_in(arg)]
-
-
-def _at_line(text: str | None, key: str) -> str:
-    """`` (line N)`` for the YAML line of the dotted ``key``, or "" when unknown."""
-    if not text or not key:
-        return ""
-    try:
-        node: Any = yaml.compose(text)
-    except yaml.YAMLError:
-        return ""
-    line = None
-    for part in key.split("."):
-        if not isinstance(node, yaml.MappingNode):
-            break
-        entry = next(((k, v) for k, v in node.value if k.value == part), None)
-        if entry is None:
-            break
-        line, node = entry[0].start_mark.line + 1, entry[1]
-    return f" (line {line})" if line else ""
+# The loaders build on the models above, so they are imported last and re-exported (``__all__``).
+from blocks.spec_loading import (  # noqa: E402
+    load_deployment_yaml,
+    load_endpoint_yaml,
+    parse_deployment,
+    parse_endpoint,
+)
