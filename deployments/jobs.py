@@ -59,6 +59,14 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _creator(run: Any) -> str | None:
+    """Who made the run, as Prefect recorded it (a schedule, a deployment run, …)."""
+    if run.auto_scheduled:
+        return "schedule"
+    created_by = getattr(run, "created_by", None)
+    return getattr(created_by, "display_value", None) or getattr(created_by, "type", None)
+
+
 def job_record(run: Any) -> dict[str, Any]:
     """A flow run as ``az ml job show`` shapes a batch job."""
     params = dict(run.parameters or {})
@@ -86,7 +94,8 @@ def job_record(run: Any) -> dict[str, Any]:
         "experiment_name": params.get("endpoint") or tags.get("endpoint"),
         "endpoint_name": params.get("endpoint") or tags.get("endpoint"),
         "deployment_name": params.get("deployment_name") or tags.get("deployment"),
-        "creation_context": {"created_at": _iso(run.created), "created_by": tags.get("by")},
+        "creation_context": {"created_at": _iso(run.created),
+                             "created_by": tags.get("by") or _creator(run)},
         "inputs": {"input_data": {"type": params.get("input_type", "uri_folder"),
                                   "path": params.get("input")}},
         "outputs": {"score": {"type": "uri_folder", "path": output, "mode": "upload"}},
