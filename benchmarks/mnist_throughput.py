@@ -71,7 +71,8 @@ def prepare(root: Path, images: int) -> tuple[Path, Path]:
 _LOOP = """
 import importlib.util, os, sys, time
 started = time.perf_counter()
-code, files, size = sys.argv[1], sys.argv[2].split("\\n"), int(sys.argv[3])
+code, size = sys.argv[1], int(sys.argv[2])
+files = sys.stdin.read().split("\\n")
 sys.path.insert(0, code)
 spec = importlib.util.spec_from_file_location("batch_driver", os.path.join(code, "batch_driver.py"))
 module = importlib.util.module_from_spec(spec)
@@ -91,7 +92,8 @@ def plain_loop(model_dir: Path, files: list[str], mini_batch_size: int) -> float
     """
     env = {**os.environ, "AZUREML_MODEL_DIR": str(model_dir)}
     output = subprocess.run(
-        [sys.executable, "-c", _LOOP, str(CODE), "\n".join(files), str(mini_batch_size)],
+        [sys.executable, "-c", _LOOP, str(CODE), str(mini_batch_size)],
+        input="\n".join(files),
         env=env,
         check=True,
         capture_output=True,
