@@ -14,13 +14,16 @@ endpoint and deployment names compare case-insensitively, and a deployment's doc
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect.blocks.core import Block
 from pydantic import Field
 
 from blocks.errors import NotFoundError
 from blocks.spec import ModelDeploymentSpec, parse_deployment
+
+if TYPE_CHECKING:
+    from blocks.compute import DaskCompute
 
 __all__ = [
     "BatchDeployment",
@@ -37,6 +40,7 @@ __all__ = [
 ]
 
 _NOT_ALLOWED = re.compile(r"[^a-z0-9-]")
+_B = TypeVar("_B", bound=Block)
 
 
 def endpoint_document_name(endpoint: str) -> str:
@@ -161,7 +165,7 @@ def compute_names() -> list[str]:
     return sorted(d.name for d in _documents(DaskCompute.get_block_type_slug()))
 
 
-def _load(cls: type[Block], document: str) -> Block | None:
+def _load(cls: type[_B], document: str) -> _B | None:
     """The block ``cls`` saved as ``document``, or None when there is none.
 
     Reads the document directly (one request, and no "block loaded" event, which would
@@ -188,22 +192,22 @@ def load_endpoint(name: str) -> BatchEndpoint:
             "endpoint", name, known=endpoint_names(),
             hint="Create it with: pbe batch-endpoint create --file endpoint.yml",
         )
-    return block  # type: ignore[return-value]
+    return block
 
 
 def load_deployment(endpoint: str, name: str) -> BatchDeployment:
     """The deployment ``name`` of ``endpoint``; NotFoundError listing its deployments."""
     block = _load(BatchDeployment, deployment_document_name(endpoint, name))
-    if block is None or block.endpoint.lower() != endpoint.lower():  # type: ignore[attr-defined]
+    if block is None or block.endpoint.lower() != endpoint.lower():
         raise NotFoundError(
             "deployment", name, known=[b.name for b in deployment_blocks(endpoint)],
             hint=f"Deployments of endpoint '{endpoint}' are listed by: "
             f"pbe batch-deployment list --endpoint-name {endpoint}",
         )
-    return block  # type: ignore[return-value]
+    return block
 
 
-def load_compute(name: str) -> Block:
+def load_compute(name: str) -> DaskCompute:
     """The ``DaskCompute`` named ``name`` (``azureml:`` prefix allowed); NotFoundError otherwise."""
     from blocks.compute import DaskCompute
 

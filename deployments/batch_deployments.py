@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def _now() -> str:
 def load_spec(
     file: str | os.PathLike[str] | None,
     *,
-    sets: list[str] = (),  # type: ignore[assignment]
+    sets: Sequence[str] = (),
     name: str | None = None,
     endpoint_name: str | None = None,
     base: ModelDeploymentSpec | None = None,
@@ -193,7 +194,7 @@ def deployment_record(block: BatchDeployment, endpoint: BatchEndpoint | None = N
 
 
 def create_deployment(file: str, *, endpoint_name: str | None = None, name: str | None = None,
-                      sets: list[str] = (), set_default: bool = False) -> dict:  # type: ignore[assignment]
+                      sets: Sequence[str] = (), set_default: bool = False) -> dict:
     """``pbe batch-deployment create``: validate, pin, snapshot, save; maybe make it default."""
     spec = load_spec(file, sets=sets, name=name, endpoint_name=endpoint_name)
     if not spec.endpoint_name:
@@ -218,7 +219,7 @@ def create_deployment(file: str, *, endpoint_name: str | None = None, name: str 
 
 
 def update_deployment(name: str | None, endpoint_name: str | None, *, file: str | None = None,
-                      sets: list[str] = ()) -> dict:  # type: ignore[assignment]
+                      sets: Sequence[str] = ()) -> dict:
     """``pbe batch-deployment update``: from a new YAML (new snapshot) or ``--set`` overrides."""
     if file is None and not sets:
         raise SpecError("nothing to update", hint="Pass --file deployment.yml or --set key=value.")

@@ -152,10 +152,10 @@ class _JobEnded(Exception):
         self.record = record
 
 
-def _finished(record: dict, *, show: bool = True) -> dict:
+def _finished(record: dict, *, show: bool = True) -> dict | None:
     if record["status"] != "Completed":
         raise _JobEnded(record if show else {**record, "_quiet": True})
-    return record if show else None  # type: ignore[return-value]
+    return record if show else None
 
 
 def _confirm(a: Any, what: str) -> None:

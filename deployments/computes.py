@@ -94,12 +94,12 @@ def create_compute(
 
 def show_compute(name: str) -> dict[str, Any]:
     """The compute ``name``; NotFoundError listing the known computes otherwise."""
-    return _record(compute_document_name(name), load_compute(name))  # type: ignore[arg-type]
+    return _record(compute_document_name(name), load_compute(name))
 
 
 def list_computes() -> list[dict[str, Any]]:
     """Every registered compute."""
-    return [_record(n, load_compute(n)) for n in compute_names()]  # type: ignore[arg-type]
+    return [_record(n, load_compute(n)) for n in compute_names()]
 
 
 def delete_compute(name: str) -> None:

@@ -11,6 +11,7 @@ with slug ``pbe-schedule`` whose parameters carry the input.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -159,7 +160,7 @@ def endpoint_record(block: BatchEndpoint) -> dict[str, Any]:
 # --- operations -------------------------------------------------------------------------------
 
 
-def create_endpoint(file: str | None, *, name: str | None = None, sets: list[str] = (),  # type: ignore[assignment]
+def create_endpoint(file: str | None, *, name: str | None = None, sets: Sequence[str] = (),
                     schedule: str | None = None, schedule_input: str | None = None,
                     schedule_input_type: str = "uri_folder") -> dict[str, Any]:
     """``pbe batch-endpoint create``: the block, then the Prefect deployment (and schedule)."""
@@ -211,7 +212,7 @@ def list_endpoints() -> list[dict[str, Any]]:
     return [endpoint_record(load_endpoint(n)) for n in endpoint_names()]
 
 
-def update_endpoint(name: str, *, sets: list[str] = (), file: str | None = None,  # type: ignore[assignment]
+def update_endpoint(name: str, *, sets: Sequence[str] = (), file: str | None = None,  # type: ignore[assignment]
                     schedule: str | None = None, schedule_input: str | None = None,
                     schedule_input_type: str = "uri_folder",
                     remove_schedule: bool = False) -> dict[str, Any]:

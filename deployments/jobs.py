@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from blocks.endpoint import load_endpoint
@@ -177,7 +178,7 @@ def list_jobs(endpoint: str | None = None, deployment: str | None = None,
 
 def invoke(endpoint: str, input: str, *, input_type: str = "uri_folder",
            deployment_name: str | None = None, output_path: str | None = None,
-           job_name: str | None = None, sets: list[str] = (),  # type: ignore[assignment]
+           job_name: str | None = None, sets: Sequence[str] = (),
            mini_batch_size: int | None = None, instance_count: int | None = None) -> dict:
     """``pbe batch-endpoint invoke``: check everything, then create the flow run; no waiting."""
     from prefect.deployments import run_deployment

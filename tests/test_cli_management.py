@@ -82,3 +82,25 @@ def test_models_in_another_workspace(pbe, tiny_project, tmp_path):
     assert pbe.ok("model", "list", "--workspace", str(other), "--query", "[].id") == [
         "azureml:elsewhere:1"]
     assert "elsewhere" not in pbe.ok("model", "list", "--query", "[].name")
+
+
+def test_an_inline_model_registers_a_new_version_per_deployment(pbe, tiny_project, tmp_path):
+    import shutil
+
+    folder = tmp_path / "inline"
+    shutil.copytree(tiny_project.folder, folder, ignore=shutil.ignore_patterns("inputs"))
+    text = (folder / "deployment.yml").read_text()
+    model_name = f"inline-{uuid.uuid4().hex[:6]}"
+    (folder / "deployment.yml").write_text(text.replace(
+        "model: azureml:tiny-model@latest",
+        f"model:\n  name: {model_name}\n  path: model-files/model\n  type: custom_model"))
+    name = f"inl-{uuid.uuid4().hex[:6]}"
+    pbe.ok("batch-endpoint", "create", "--name", name)
+    first = pbe.ok("batch-deployment", "create", "--file", str(folder / "deployment.yml"),
+                   "--endpoint-name", name)
+    second = pbe.ok("batch-deployment", "create", "--file", str(folder / "deployment.yml"),
+                    "--endpoint-name", name, "--name", "tiny-dpl-2")
+    assert (first["model"], second["model"]) == (f"azureml:{model_name}:1",
+                                                 f"azureml:{model_name}:2")
+    assert pbe.ok("model", "list", "--name", model_name, "--query", "[].version") == ["2", "1"]
+    pbe.ok("batch-endpoint", "delete", "--name", name, "--yes")
