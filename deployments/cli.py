@@ -47,6 +47,21 @@ def _compute(a: Any) -> Any:
     return computes.list_computes()
 
 
+def _datastore(a: Any) -> Any:
+    from deployments import datastores
+
+    if a.verb == "create":
+        return datastores.create_datastore(
+            a.name, type=a.type, url=a.url, endpoint_url=a.endpoint_url, key=a.key,
+            secret=a.secret, region=a.region, overwrite=a.overwrite)
+    if a.verb == "show":
+        return datastores.show_datastore(a.name)
+    if a.verb == "delete":
+        _confirm(a, f"datastore '{a.name}'")
+        return datastores.delete_datastore(a.name)
+    return datastores.list_datastores()
+
+
 def _endpoint(a: Any) -> Any:
     from deployments import endpoints, jobs
 
@@ -137,6 +152,7 @@ def _server(a: Any) -> Any:
 _HANDLERS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "model": (_model, False),
     "compute": (_compute, True),
+    "datastore": (_datastore, True),
     "batch-endpoint": (_endpoint, True),
     "batch-deployment": (_deployment, True),
     "job": (_job, True),
@@ -175,6 +191,7 @@ _TABLE_COLUMNS = {
     "model": {"Name": "name", "Version": "version", "Type": "type", "Path": "path"},
     "compute": {"Name": "name", "Type": "type", "Min": "min_instances",
                 "Max": "max_instances", "Address": "address"},
+    "datastore": {"Name": "name", "Type": "type", "Url": "url", "Default": "is_default"},
     "batch-endpoint": {"Name": "name", "Default deployment": "defaults.deployment_name",
                        "State": "provisioning_state", "Schedule": "schedule.cron"},
     "batch-deployment": {"Name": "name", "Endpoint": "endpoint_name", "Model": "model",

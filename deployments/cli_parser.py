@@ -186,6 +186,25 @@ def _job(b: _Builder) -> None:
     p.add_argument("--max-results", type=int, default=100)
 
 
+def _datastore(b: _Builder) -> None:
+    g = b.group("datastore", "Datastores that azureml://datastores/<name>/paths/... names")
+    p = b.verb(g, "create", "Register an S3 prefix or a local folder")
+    _named(p, "datastore")
+    p.add_argument("-t", "--type", required=True, choices=["s3", "local"])
+    p.add_argument("--url", required=True, help="s3://bucket/prefix, or a folder")
+    p.add_argument("--endpoint-url", help="S3-compatible server, e.g. http://127.0.0.1:9000")
+    p.add_argument("--key", help="access key id (default: the AWS credential chain)")
+    p.add_argument("--secret", help="secret access key, with --key")
+    p.add_argument("--region")
+    p.add_argument("--overwrite", action="store_true", help="replace one of the same name")
+    for verb, text in (("show", "Show a datastore"), ("delete", "Delete a datastore")):
+        p = b.verb(g, verb, text)
+        _named(p, "datastore")
+        if verb == "delete":
+            _yes(p)
+    b.verb(g, "list", "List datastores (workspaceblobstore is built in)")
+
+
 def _server(b: _Builder) -> None:
     g = b.group("server", "The embedded Prefect server and worker (when PREFECT_API_URL is unset)")
     for verb in ("start", "status", "stop"):
@@ -201,6 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the version")
     root = parser.add_subparsers(dest="group", metavar="GROUP")
     builder = _Builder(root)
-    for add in (_model, _compute, _endpoint, _deployment, _job, _server):
+    for add in (_model, _compute, _datastore, _endpoint, _deployment, _job, _server):
         add(builder)
     return parser

@@ -82,7 +82,11 @@ def download_job(name: str, *, download_path: str = ".", output_name: str | None
 
 
 def _copy_tree(source: str, target: str) -> None:
-    location = Location(source)
+    from blocks.datastore import SavedDatastores
+
+    uri, options = SavedDatastores().resolve(source)  # azureml://datastores/... too
+    location = Location(uri, options)
+    source = uri
     if not location.remote:
         if not os.path.isdir(source):
             raise NotFoundError("output folder", source, hint="The job wrote no output there.")

@@ -191,16 +191,8 @@ def invoke(endpoint: str, input: str, *, input_type: str = "uri_folder",
     if job_name:
         _check_free(job_name)
     job_name = job_name or f"batchjob-{uuid.uuid4()}"
-    if "://" not in input:
-        if not os.path.exists(input):
-            raise InputError(input, "does not exist", hint="Check the --input path.")
-        input = os.path.abspath(input)
-    output = output_path or default_output_path(job_name)
-    if "://" not in output:
-        output = os.path.abspath(output)
-        if settings.output_file_name and os.path.exists(os.path.join(output,
-                                                                     settings.output_file_name)):
-            raise OutputExistsError(os.path.join(output, settings.output_file_name))
+    input, output = _checked_locations(input, output_path or default_output_path(job_name),
+                                       settings.output_file_name)
     parameters = {"input": input, "input_type": input_type, "deployment_name": resolved.name,
                   "output_path": output, "job_name": job_name, **overrides,
                   "output_file_name": settings.output_file_name}
@@ -210,6 +202,36 @@ def invoke(endpoint: str, input: str, *, input_type: str = "uri_folder",
         tags=["pbe", f"endpoint:{block.name}", f"deployment:{resolved.name}", "by:pbe"],
     )
     return job_record(run)
+
+
+def _checked_locations(input: str, output: str, file_name: str | None) -> tuple[str, str]:
+    """Input and output as the job gets them, refused now if they are certain to fail.
+
+    Local paths become absolute; ``azureml://datastores/...`` paths stay as given (the job
+    resolves them) but an unknown datastore is an error now; a local input must exist and
+    a local output file must not.
+    """
+    from blocks.datastore import SavedDatastores
+
+    stores = SavedDatastores()
+
+    def place(value: str) -> tuple[str, str | None]:
+        if value.lower().startswith("azureml:"):
+            local = stores.resolve(value)[0]
+            return value, None if "://" in local else local
+        if "://" in value and not value.startswith("file://"):
+            return value, None
+        path = os.path.abspath(value.removeprefix("file://"))
+        return path, path
+
+    input, local_input = place(input)
+    if local_input is not None and not os.path.exists(local_input):
+        raise InputError(input, "does not exist", hint="Check the --input path.")
+    output, local_output = place(output)
+    if local_output is not None and file_name:
+        if os.path.exists(os.path.join(local_output, file_name)):
+            raise OutputExistsError(os.path.join(local_output, file_name))
+    return input, output
 
 
 def _check_free(job_name: str) -> None:

@@ -5,7 +5,6 @@
 # in what is given to the commands, none in the commands themselves:
 #   - the models are trained here (examples/mnist/train.py, few epochs) on the MNIST files
 #     in $MNIST_DIR, and the input is a local folder of $COUNT PNGs, not a public URL;
-#   - the output-path invocation writes to a local folder instead of azureml://datastores/.
 # Environment: PBE_HOME (the workspace), MNIST_DIR, WORK (scratch folder), COUNT,
 # FRAMEWORKS ("torch keras" or "torch"). Every job is checked; the script exits non-zero
 # at the first unexpected result.
@@ -101,8 +100,8 @@ OUTPUT=$(pbe job show -n $JOB_NAME --query outputs.score.path -o tsv)
 check_predictions "$OUTPUT/predictions.csv" "$COUNT"
 
 step "Invoke batch endpoint with specific output file name"
-OUTPUT_PATH="$WORK/outputs/$ENDPOINT_NAME"
-JOB_NAME=$(pbe batch-endpoint invoke --name $ENDPOINT_NAME --input "$INPUT" --output-path "$OUTPUT_PATH" --set output_file_name=predictions.csv --query name -o tsv)
+JOB_NAME=$(pbe batch-endpoint invoke --name $ENDPOINT_NAME --input "$INPUT" --output-path azureml://datastores/workspaceblobstore/paths/$ENDPOINT_NAME --set output_file_name=predictions.csv --query name -o tsv)
+OUTPUT_PATH="$PBE_HOME/datastores/workspaceblobstore/$ENDPOINT_NAME"  # where that datastore path is
 OUTPUT_JOB=$JOB_NAME  # not streamed, as in the original: it runs beside the next one
 
 step "Invoke batch endpoint with specific overwrites"

@@ -128,6 +128,9 @@ def test_bad_values_and_options(pbe, endpoint, tiny_project):
            "Did you mean", "mini_batch_size")
     _error(pbe("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name", "tiny-dpl",
                "--input", str(tiny_project.inputs / "nope")), "does not exist")
+    _error(pbe("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name", "tiny-dpl",
+               "--input", "azureml://datastores/nope/paths/images"),
+           "datastore 'nope' not found", "workspaceblobstore")
     _error(pbe("batch-endpoint", "update", "--name", endpoint, "--schedule", "every minute",
                "--schedule-input", str(tiny_project.inputs)), "invalid cron expression")
     _error(pbe("batch-endpoint", "show", "--name", endpoint, "--query", "[[["), "--query")

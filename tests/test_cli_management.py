@@ -104,3 +104,24 @@ def test_an_inline_model_registers_a_new_version_per_deployment(pbe, tiny_projec
                                                  f"azureml:{model_name}:2")
     assert pbe.ok("model", "list", "--name", model_name, "--query", "[].version") == ["2", "1"]
     pbe.ok("batch-endpoint", "delete", "--name", name, "--yes")
+
+
+def test_datastores(pbe, tmp_path, tiny_project):
+    name = f"store_{uuid.uuid4().hex[:6]}"
+    made = pbe.ok("datastore", "create", "--name", name, "--type", "local",
+                  "--url", str(tmp_path / "store"))
+    assert made["name"] == name.replace("_", "-") and made["type"] == "local"
+    secret = "s3cr3t-value-123"
+    pbe.ok("datastore", "create", "--name", f"{name}-s3", "--type", "s3",
+           "--url", "s3://bucket/prefix", "--key", "AKIAEXAMPLE", "--secret", secret)
+    shown = pbe("datastore", "show", "--name", f"{name}-s3")
+    assert shown.code == 0 and secret not in shown.out and "AKIAEXAMPLE" not in shown.out
+    names = pbe.ok("datastore", "list", "--query", "[].name")
+    assert "workspaceblobstore" in names and name.replace("_", "-") in names
+    unknown = pbe("batch-endpoint", "invoke", "--name", "whatever-endpoint", "--input",
+                  "azureml://datastores/nope/paths/x")
+    assert unknown.code == 1  # the endpoint is checked first
+    for store in (name, f"{name}-s3"):
+        pbe.ok("datastore", "delete", "--name", store, "--yes")
+    builtin = pbe("datastore", "delete", "--name", "workspaceblobstore", "--yes")
+    assert builtin.code == 1 and "built in" in builtin.err
