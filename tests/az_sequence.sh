@@ -25,11 +25,15 @@ fi
 step() { echo; echo "=== $(date +%T) $*"; }
 fail() { echo "FAILED: $*" >&2; exit 1; }
 
-check_job() {  # <job name> <expected status>: the status a script reads with --query
-  local status
-  status=$(pbe job show -n "$1" --query status -o tsv)
+check_job() {  # <job> <status> [<deployment> [<mini-batches>]]: one `job show --query`
+  local fields status deployment batches
+  mapfile -t fields < <(pbe job show -n "$1" \
+    --query "[status, deployment_name, properties.mini_batches]" -o tsv)  # one per line
+  status=${fields[0]:-} deployment=${fields[1]:-} batches=${fields[2]:-}
   [[ "$status" == "$2" ]] || fail "job $1 is '$status', expected '$2'"
-  echo "job $1: $status"
+  [[ -z "${3:-}" || "$deployment" == "$3" ]] || fail "job $1 ran '$deployment', not '$3'"
+  [[ -z "${4:-}" || "$batches" == "$4" ]] || fail "job $1 had $batches mini-batches, not $4"
+  echo "job $1: $status ($deployment, $batches mini-batches)"
 }
 
 check_predictions() {  # <file> <rows>: az ml's append_row format, one row per image
@@ -109,17 +113,15 @@ JOB_NAME=$(pbe batch-endpoint invoke --name $ENDPOINT_NAME --input "$INPUT" --mi
 
 step "Stream job detail"
 pbe job stream -n $JOB_NAME
-check_job $JOB_NAME Completed
+check_job $JOB_NAME Completed mnist-torch-dpl $(( (COUNT + 19) / 20 ))
 pbe job stream -n $OUTPUT_JOB >/dev/null
 check_job $OUTPUT_JOB Completed
 check_predictions "$OUTPUT_PATH/predictions.csv" "$COUNT"
-MINI_BATCHES=$(pbe job show -n $JOB_NAME --query properties.mini_batches -o tsv)
-[[ "$MINI_BATCHES" -eq $(( (COUNT + 19) / 20 )) ]] || fail "expected mini-batches of 20, got $MINI_BATCHES"
 
 step "List all jobs under the batch deployment"
-pbe batch-deployment list-jobs --name $DEPLOYMENT_NAME --endpoint-name $ENDPOINT_NAME --query [].name
-[[ $(pbe batch-deployment list-jobs --name $DEPLOYMENT_NAME --endpoint-name $ENDPOINT_NAME --query "length(@)" -o tsv) -eq 3 ]] ||
-  fail "expected 3 jobs of $DEPLOYMENT_NAME"
+JOBS=$(pbe batch-deployment list-jobs --name $DEPLOYMENT_NAME --endpoint-name $ENDPOINT_NAME --query [].name)
+echo "$JOBS"
+[[ $(grep -c batchjob- <<<"$JOBS") -eq 3 ]] || fail "expected 3 jobs of $DEPLOYMENT_NAME"
 
 step "List all jobs under the batch endpoint"
 pbe batch-endpoint list-jobs --name $ENDPOINT_NAME --query [].name
@@ -144,9 +146,7 @@ if [[ "$FRAMEWORKS" == *keras* ]]; then
 
   step "Stream job"
   pbe job stream -n $JOB_NAME
-  check_job $JOB_NAME Completed
-  [[ $(pbe job show -n $JOB_NAME --query deployment_name -o tsv) == "$DEPLOYMENT_NAME" ]] ||
-    fail "job $JOB_NAME did not run $DEPLOYMENT_NAME"
+  check_job $JOB_NAME Completed $DEPLOYMENT_NAME
 
   step "Update the default deployment"
   pbe batch-endpoint update --name $ENDPOINT_NAME --set defaults.deployment_name=$DEPLOYMENT_NAME
@@ -157,9 +157,7 @@ if [[ "$FRAMEWORKS" == *keras* ]]; then
   step "Invoke the default deployment"
   JOB_NAME=$(pbe batch-endpoint invoke --name $ENDPOINT_NAME --input "$INPUT" --query name -o tsv)
   pbe job stream -n $JOB_NAME
-  check_job $JOB_NAME Completed
-  [[ $(pbe job show -n $JOB_NAME --query deployment_name -o tsv) == "$DEPLOYMENT_NAME" ]] ||
-    fail "the new default did not run"
+  check_job $JOB_NAME Completed $DEPLOYMENT_NAME
 
   step "Delete the old deployment"
   pbe batch-deployment delete --name mnist-torch-dpl --endpoint-name $ENDPOINT_NAME --yes
