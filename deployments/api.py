@@ -19,7 +19,14 @@ from deployments.server import EmbeddedPrefect, configured_api_url, work_pool_na
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-__all__ = ["client", "connect", "ensure_work_pool", "translate_error", "ui_url"]
+__all__ = [
+    "client",
+    "connect",
+    "ensure_work_pool",
+    "external_api_url",
+    "translate_error",
+    "ui_url",
+]
 
 
 @contextlib.contextmanager
@@ -29,7 +36,7 @@ def connect() -> Iterator[str]:
     The environment and Prefect's settings are restored afterwards, so ``main()`` can be
     called in-process (tests do).
     """
-    url = configured_api_url() or EmbeddedPrefect(workspace_root()).ensure()
+    url = external_api_url() or EmbeddedPrefect(workspace_root()).ensure()
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     previous = os.environ.get("PREFECT_API_URL")
@@ -42,6 +49,16 @@ def connect() -> Iterator[str]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = previous
+
+
+def external_api_url() -> str | None:
+    """The user's Prefect server: ``PREFECT_API_URL`` from the environment or the active
+    Prefect profile (``prefect config set PREFECT_API_URL=...``); None means embedded."""
+    if configured_api_url():
+        return configured_api_url()
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url or None
 
 
 def client() -> SyncPrefectClient:

@@ -137,10 +137,11 @@ def _job(a: Any) -> Any:
 
 def _server(a: Any) -> Any:
     from blocks.workspace import workspace_root
-    from deployments.server import EmbeddedPrefect, configured_api_url
+    from deployments.api import external_api_url
+    from deployments.server import EmbeddedPrefect
 
-    if configured_api_url():
-        return {"mode": "external", "api_url": configured_api_url(), "running": True,
+    if url := external_api_url():
+        return {"mode": "external", "api_url": url, "running": True,
                 "note": "PREFECT_API_URL is set: pbe uses that server and starts nothing"}
     embedded = EmbeddedPrefect(workspace_root())
     if a.verb == "start":

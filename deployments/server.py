@@ -1,8 +1,9 @@
 """The embedded Prefect server and worker that make ``pbe`` work with no set-up.
 
-When ``PREFECT_API_URL`` is set, ``pbe`` talks to that server and starts nothing: run a
-worker for the work pool yourself (``prefect worker start --pool pbe-process``; the pool
-is a ``process`` pool, created on first use; ``PBE_WORK_POOL`` names another).
+When ``PREFECT_API_URL`` is set (in the environment or the active Prefect profile),
+``pbe`` talks to that server and starts nothing: run a worker for the work pool yourself
+(``prefect worker start --pool pbe-process``; the pool is a ``process`` pool, created on
+first use; ``PBE_WORK_POOL`` names another).
 
 When it is not set, the first ``pbe`` command that needs Prefect starts, in the background:
 
