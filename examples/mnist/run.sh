@@ -22,7 +22,11 @@ START="${START:-8000}"
 WORK="${WORK:-$HERE/.work}"
 MNIST_DIR="${MNIST_DIR:-$REPO/../shared/data/mnist}"
 MNIST_ARGS=()
-[[ -d "$MNIST_DIR" ]] && MNIST_ARGS=(--mnist-dir "$MNIST_DIR")
+if [[ -d "$MNIST_DIR" ]]; then
+  MNIST_ARGS=(--mnist-dir "$MNIST_DIR")
+else
+  START=0  # a downloaded or fallback data set has its own split (see data.py)
+fi
 if ! command -v pbe >/dev/null 2>&1; then
   pbe() { "$PYTHON" -m deployments.cli "$@"; }
 fi
