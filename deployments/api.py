@@ -56,9 +56,11 @@ def external_api_url() -> str | None:
     Prefect profile (``prefect config set PREFECT_API_URL=...``); None means embedded."""
     if configured_api_url():
         return configured_api_url()
-    from prefect.settings import get_current_settings
+    from prefect.settings import PREFECT_API_URL
+    from prefect.settings.profiles import load_current_profile
 
-    return get_current_settings().api.url or None
+    # the persisted profile only: not settings a surrounding context (a test) put in place
+    return load_current_profile().settings.get(PREFECT_API_URL) or None
 
 
 def client() -> SyncPrefectClient:
