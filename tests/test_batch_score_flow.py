@@ -463,3 +463,17 @@ def test_the_flow_reads_its_deployment_spec_from_yaml(tmp_path):
     assert rows_of(tmp_path / "out" / "out.csv") == ["5"] * 5 + ["2"] * 2
     assert code.exists()
     assert pd.read_csv(tmp_path / "out" / "logs" / "processed_mini-batches.csv").shape[0] == 2
+
+
+def test_a_missing_module_at_init_says_what_to_install(tmp_path):
+    code = write_script(
+        tmp_path / "code", "import sklearn_is_not_here\ndef init(): pass\ndef run(mb): return mb\n"
+    )
+    write_inputs(tmp_path / "in", 2)
+    spec = make_spec(code, make_model(tmp_path / "m"), max_retries=1)
+    state = run_job(spec, tmp_path / "in", tmp_path / "out")
+    assert state.is_failed()
+    errors = (tmp_path / "out" / "logs" / "errors.txt").read_text()
+    assert "(init_error)" in errors
+    assert "ModuleNotFoundError: No module named 'sklearn_is_not_here'" in errors
+    assert "pip install sklearn-is-not-here" in errors
