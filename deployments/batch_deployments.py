@@ -2,16 +2,18 @@
 
 ``create`` reads ``deployment.yml`` (paths relative to its folder; ``--set`` overrides;
 ``--endpoint-name``/``--name`` win over the YAML), checks that the endpoint and the compute
-exist, pins the model (``@latest`` becomes a version now; an inline model registers a new
-version), copies the code folder to ``<workspace>/snapshots/<endpoint>/<deployment>/<id>``
-and saves a ``BatchDeployment`` block. Later edits of the user's folder do not change a
-deployment; ``update --file`` takes a new snapshot.
+exist, checks ``environment.conda_file`` against the scoring environment, pins the model
+(``@latest`` becomes a version now; an inline model registers a new version), copies the
+code folder to ``<workspace>/snapshots/<endpoint>/<deployment>/<id>`` and saves a
+``BatchDeployment`` block. Later edits of the user's folder do not change a deployment;
+``update --file`` takes a new snapshot.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -40,6 +42,7 @@ from blocks.spec import (
 )
 from blocks.workspace import workspace_root
 from deployments.registry import ModelRegistry
+from scoring.environment import check_environment
 
 __all__ = [
     "create_deployment",
@@ -133,6 +136,20 @@ def _snapshot_root(endpoint: str, deployment: str) -> Path:
     return workspace_root() / "snapshots" / endpoint_document_name(endpoint) / deployment.lower()
 
 
+def _check_environment(spec: ModelDeploymentSpec) -> None:
+    """Check ``environment.conda_file`` against the scoring environment (see scoring.environment).
+
+    Missing packages fail with the ``pip install`` line that fixes them; differing pins and
+    pins a running environment cannot honour are printed as warnings on stderr.
+    """
+    if spec.environment is None or not spec.environment.conda_file:
+        return
+    report = check_environment(spec.environment.conda_file)
+    report.raise_for_missing()
+    for line in report.messages():
+        print(f"WARNING: {line}", file=sys.stderr)
+
+
 def _block(spec: ModelDeploymentSpec, endpoint: BatchEndpoint,
            previous: BatchDeployment | None) -> BatchDeployment:
     """The block of ``spec``: a new snapshot and model pin unless unchanged since ``previous``."""
@@ -141,6 +158,7 @@ def _block(spec: ModelDeploymentSpec, endpoint: BatchEndpoint,
                         source=f"deployment '{spec.name}'", key="code_configuration",
                         hint="Add code_configuration.code and .scoring_script.")
     load_compute(spec.compute_name)
+    _check_environment(spec)
     code = spec.code_configuration.code
     same_code = previous is not None and os.path.abspath(code) == previous.code_dir
     same_model = previous is not None and str(spec.model) == previous.spec.get("model")

@@ -123,7 +123,12 @@ def read_conda_file(path: str | Path) -> list[Requirement]:
     try:
         data: Any = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise SpecError(f"cannot read the conda file: {exc}", source=str(path)) from exc
+        raise SpecError(
+            f"cannot read the conda file: {exc}",
+            source=str(path),
+            key="environment.conda_file",
+            hint="point environment.conda_file at a readable conda YAML file",
+        ) from exc
     dependencies = (data or {}).get("dependencies") or []
     requirements: list[Requirement] = []
     for entry in dependencies:

@@ -148,3 +148,27 @@ def test_the_default_deployment_cannot_be_deleted_and_delete_needs_yes(pbe, tiny
     _error(pbe("batch-endpoint", "delete", "--name", name), "--yes")
     pbe.ok("batch-endpoint", "delete", "--name", name, "--yes")
     _error(pbe("batch-endpoint", "show", "--name", name), "not found")
+
+
+def test_a_conda_file_with_missing_packages_is_refused_with_the_pip_line(pbe, endpoint,
+                                                                          tiny_project, tmp_path):
+    folder = tmp_path / "needs-more"
+    shutil.copytree(tiny_project.folder, folder, ignore=shutil.ignore_patterns("inputs"))
+    (folder / "conda.yaml").write_text(
+        "dependencies:\n  - python=3.8.5\n  - pip:\n    - torch==1.13.0\n"
+        "    - surely-missing-package==2.0\n"
+    )
+    with (folder / "deployment.yml").open("a") as handle:
+        handle.write("environment: {name: env, conda_file: conda.yaml}\n")
+    with_env = ["--name", "env-dpl", "--endpoint-name", endpoint]
+    error = _error(pbe("batch-deployment", "create", "--file", str(folder / "deployment.yml"),
+                       *with_env), "lacks surely-missing-package")
+    assert "Hint: pip install surely-missing-package" in error
+    (folder / "conda.yaml").write_text(
+        "dependencies:\n  - python=3.8.5\n  - pip:\n    - torch==1.13.0\n    - pyyaml\n"
+    )
+    result = pbe("batch-deployment", "create", "--file", str(folder / "deployment.yml"),
+                 *with_env)
+    assert result.code == 0, result.err
+    assert "pins python 3.8.5" in result.err
+    assert "pins torch 1.13.0, which this environment cannot honour" in result.err
