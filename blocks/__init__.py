@@ -1,12 +1,13 @@
 """Typed configuration of prefect-batch-endpoints: specs, errors and the Prefect Blocks.
 
 Importing this package defines the Block types (``BatchEndpoint``, ``BatchDeployment``,
-``DaskCompute``) so that Prefect registers them: the package is the project's
+``DaskCompute``, ``Datastore``) so that Prefect registers them: the package is the project's
 ``prefect.collections`` entry point. Only pydantic, PyYAML and ``prefect.blocks`` are
 imported here.
 """
 
 from blocks.compute import DaskCompute
+from blocks.datastore import Datastore
 from blocks.endpoint import BatchDeployment, BatchEndpoint
 from blocks.errors import (
     AlreadyExistsError,
@@ -30,6 +31,7 @@ __all__ = [
     "BatchEndpoint",
     "BatchEndpointError",
     "DaskCompute",
+    "Datastore",
     "EndpointSpec",
     "JobFailed",
     "ModelDeploymentSpec",

@@ -150,3 +150,17 @@ def test_every_command_takes_query_and_output():
     args = parser.parse_args(["batch-endpoint", "invoke", "-n", "e", "--input", "x",
                               "-g", "rg", "-w", "ws", "--query", "name", "-o", "tsv"])
     assert SimpleNamespace(**vars(args)).query == "name"
+
+
+def test_the_prefect_collections_entry_point_defines_every_block_type():
+    from importlib.metadata import entry_points
+
+    from prefect.blocks.core import Block
+    from prefect.utilities.dispatch import get_registry_for_type
+
+    points = [p for p in entry_points(group="prefect.collections") if p.value == "blocks"]
+    if not points:
+        pytest.skip("the package is not installed (pip install -e .)")
+    points[0].load()
+    assert {"batch-endpoint", "batch-deployment", "batch-compute", "batch-datastore"} <= set(
+        get_registry_for_type(Block))
