@@ -78,8 +78,14 @@ class DaskCompute(Block):
             return max(1, min(instance_count, self.max_instances))
         return instance_count
 
-    def task_runner_kwargs(self, instance_count: int, per_instance: int) -> dict[str, Any]:
-        """Arguments for a ``DaskTaskRunner`` that gives a job its scoring processes."""
+    def task_runner_kwargs(
+        self, instance_count: int, per_instance: int, mini_batches: int | None = None
+    ) -> dict[str, Any]:
+        """Arguments for a ``DaskTaskRunner`` that gives a job its scoring processes.
+
+        A local cluster gets ``instances × per_instance`` single-threaded workers, but never
+        more than the job has mini-batches (an idle worker costs seconds to start).
+        """
         if self.type == "address":
             return {"address": self.address}
         if self.type == "cluster_class":
@@ -94,11 +100,13 @@ class DaskCompute(Block):
                 }
             return kwargs
         workers = self.instances(instance_count) * per_instance
+        if mini_batches:
+            workers = max(1, min(workers, mini_batches))
         return {
             "cluster_kwargs": {
                 "n_workers": workers,
                 "threads_per_worker": 1,
                 "processes": True,
-                "dashboard_address": None,
+                "dashboard_address": ":0",
             }
         }

@@ -8,7 +8,7 @@ import tempfile
 import time
 from typing import Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_client, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
@@ -47,6 +47,25 @@ def _resolve(
             "name an endpoint (endpoint=...) or pass a deployment spec (deployment=...)"
         )
     return resolve_endpoint(endpoint, deployment_name)
+
+
+def _tag_run(resolved: ResolvedDeployment) -> None:
+    """Tag the run with its endpoint and deployment, however it was started.
+
+    ``pbe batch-deployment list-jobs`` finds a deployment's jobs by these tags, so runs
+    started by a schedule or ``prefect deployment run`` are listed too.
+    """
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    tags = [f"deployment:{resolved.name}"]
+    if resolved.endpoint:
+        tags.insert(0, f"endpoint:{resolved.endpoint}")
+    current = list(flow_run.get_tags())
+    missing = [tag for tag in tags if tag not in current]
+    if missing:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(run_id, tags=[*current, *missing])
 
 
 def _process_spec(
@@ -94,6 +113,7 @@ def batch_score(
     logger = get_run_logger()
     job_name = job_name or flow_run.get_name() or "batch-job"
     resolved = _resolve(endpoint, deployment_name, deployment, compute)
+    _tag_run(resolved)
     settings = resolved.spec.job_settings(
         mini_batch_size=mini_batch_size,
         instance_count=instance_count,
@@ -142,7 +162,7 @@ def batch_score(
 
     runner = ScoringTaskRunner(
         **resolved.compute.task_runner_kwargs(
-            settings.instance_count, settings.max_concurrency_per_instance
+            settings.instance_count, settings.max_concurrency_per_instance, len(plan)
         )
     )
     try:

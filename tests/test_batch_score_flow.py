@@ -267,9 +267,11 @@ def test_a_mini_batch_that_times_out_on_every_attempt_fails_the_job(tmp_path):
 def test_error_threshold_stops_the_job_and_skips_the_rest(tmp_path):
     calls = tmp_path / "calls.log"
     body = f"""
+        import time
         def init(): pass
         def run(mini_batch):
             open({str(calls)!r}, "a").write(mini_batch[0] + "\\n")
+            time.sleep(0.5)  # long enough for the flow to see the failures as they arrive
             raise ValueError("every item is bad")
     """
     code = write_script(tmp_path / "code", body)
