@@ -86,6 +86,8 @@ def test_prefect_deployment_run(pbe_workspace, endpoint, tiny_project):
         patch.setenv("PBE_HOME", str(pbe_workspace.root))
         output = Path(default_output_path(run.name))
     assert _rows(output / "predictions.csv") == [f"item{i:04d}.txt 42" for i in range(3)]
+    # the flow tags its run, so the deployment's job list has it too
+    assert "deployment:tiny-dpl" in run.tags
 
 
 def test_run_deployment_and_a_default_switch_without_redeploying(pbe, pbe_workspace, endpoint,
