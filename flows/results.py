@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -44,7 +44,6 @@ class JobCounts:
     items: int = 0
     items_succeeded: int = 0
     items_failed: int = 0
-    timed_out: list[int] = field(default_factory=list)
 
     def add(self, result: MiniBatchResult) -> None:
         self.mini_batches += 1
