@@ -24,7 +24,7 @@ class ScoringProcessPool:
 
     @contextmanager
     def borrow(self, spec: ScoringProcessSpec) -> Iterator[ScoringProcess]:
-        """Lend a ready process (starting one, and running ``init()``, when none is idle).
+        """Lend a ready process (starting one, and waiting for its ``init()``, if none is idle).
 
         A process that failed in a way that may have left it broken (timeout, death) is
         not returned to the pool; the next borrower gets a fresh one.
@@ -32,7 +32,8 @@ class ScoringProcessPool:
         process = self._take_idle(spec)
         if process is None:
             process = ScoringProcess(spec)
-            process.start()
+            process.launch()
+        process.wait_ready()
         healthy = False
         try:
             yield process
@@ -46,6 +47,22 @@ class ScoringProcessPool:
                     self._idle.setdefault(spec.key, []).append(process)
             else:
                 process.kill()
+
+    def prepare(self, spec: ScoringProcessSpec, count: int) -> int:
+        """Launch processes so that ``count`` are idle or starting for ``spec``; no waiting.
+
+        Called when a job reaches this worker, so that interpreter start, imports and
+        ``init()`` overlap with the rest of the job's start instead of delaying its first
+        mini-batch. Returns how many were launched.
+        """
+        with self._lock:
+            idle = self._idle.setdefault(spec.key, [])
+            missing = max(count - sum(p.alive for p in idle), 0)
+            launched = [ScoringProcess(spec) for _ in range(missing)]
+            for process in launched:
+                process.launch()
+            idle.extend(launched)
+        return missing
 
     def _take_idle(self, spec: ScoringProcessSpec) -> ScoringProcess | None:
         with self._lock:

@@ -67,6 +67,8 @@ class ScoringProcess:
         self._to_child: Connection | None = None
         self._from_child: Connection | None = None
         self.init_logs: list[tuple[int, str]] = []
+        self._launched_at = 0.0
+        self._ready = False
 
     @property
     def pid(self) -> int | None:
@@ -78,6 +80,11 @@ class ScoringProcess:
 
     def start(self) -> None:
         """Start the process and wait for ``init()``; raises ScoringFailure if it fails."""
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process and ask it to ``init()``, without waiting for the answer."""
         parent_read, child_write = os.pipe()
         child_read, parent_write = os.pipe()
         try:
@@ -94,11 +101,24 @@ class ScoringProcess:
         self._from_child = Connection(parent_read, writable=False)
         self._to_child = Connection(parent_write, readable=False)
         self._to_child.send(("init", self.spec))
-        kind, payload = self._receive(self.spec.init_timeout, during="init()")
+        self._launched_at = time.monotonic()
+        self._ready = False
+
+    def wait_ready(self) -> None:
+        """Wait for the ``init()`` of a launched process (once); ScoringFailure if it fails.
+
+        ``init_timeout`` counts from the launch, so a process started ahead of its first
+        mini-batch has had part of its time already.
+        """
+        if self._ready:
+            return
+        remaining = self.spec.init_timeout - (time.monotonic() - self._launched_at)
+        kind, payload = self._receive(max(remaining, 0.001), during="init()")
         if kind != "ready":
             self.kill()
             raise self._failure(payload)
         self.init_logs = payload.get("logs", [])
+        self._ready = True
 
     def run(self, paths: list[str], *, timeout: float, want_rows: bool) -> RunOutcome:
         """Call ``run(paths)``; on timeout the process is killed and ScoringFailure raised."""
@@ -119,8 +139,14 @@ class ScoringProcess:
         )
 
     def stop(self, *, grace: float = 30.0) -> ScoringFailure | None:
-        """Ask the script to ``shutdown()`` and exit; kill it if it does not in ``grace`` s."""
+        """Ask the script to ``shutdown()`` and exit; kill it if it does not in ``grace`` s.
+
+        A process nobody waited for (launched ahead, never lent) is killed at once.
+        """
         failure = None
+        if not self._ready:
+            self.kill()
+            return None
         if self.alive and self._to_child is not None:
             try:
                 self._to_child.send(("shutdown",))

@@ -225,3 +225,34 @@ def test_shutdown_is_called_when_the_job_closes(tmp_path):
         process.run(["x"], timeout=30, want_rows=False)
     assert pool.close_job("job-1") == []
     assert marker.read_text() == "done"
+
+
+def test_a_prepared_process_is_the_one_lent_and_init_runs_once(tmp_path):
+    spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
+    pool = ScoringProcessPool()
+    assert pool.prepare(spec, 1) == 1
+    assert pool.prepare(spec, 1) == 0  # already starting: nothing more to launch
+    for number in range(3):
+        with pool.borrow(spec) as process:
+            process.run([f"/data/{number}.png"], timeout=30, want_rows=False)
+    pool.close_all()
+    assert len(init_log(tmp_path)) == 1
+
+
+def test_a_prepared_process_that_fails_init_fails_its_first_mini_batch(tmp_path):
+    body = "import not_installed_anywhere\ndef init(): pass\ndef run(mb): return mb\n"
+    pool = ScoringProcessPool()
+    spec = spec_for(tmp_path, write_script(tmp_path / "code", body))
+    pool.prepare(spec, 1)
+    with pytest.raises(ScoringFailure) as info, pool.borrow(spec):
+        pass
+    assert info.value.missing_module == "not_installed_anywhere"
+
+
+def test_closing_a_job_ends_prepared_processes_nobody_used(tmp_path):
+    pool = ScoringProcessPool()
+    spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
+    pool.prepare(spec, 2)
+    processes = [p for procs in pool._idle.values() for p in procs]
+    assert pool.close_job("job-1") == []
+    assert not any(p.alive for p in processes)
