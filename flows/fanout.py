@@ -26,6 +26,7 @@ from flows.task_runner import ScoringTaskRunner
 from flows.tasks import score_mini_batch
 from flows.threshold import ErrorBudget
 from scoring.pool import POOL
+from scoring.spec import ScoringProcessSpec
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -61,6 +62,10 @@ def result_of(mini_batch: MiniBatch, dask_future: distributed.Future) -> MiniBat
         state: State = dask_future.result()
     except Exception as exc:  # KilledWorker, CancelledError, a lost scheduler …
         return _failed(mini_batch, exc)
+    return _from_state(mini_batch, state)
+
+
+def _from_state(mini_batch: MiniBatch, state: State) -> MiniBatchResult:
     if state.is_cancelled():
         return MiniBatchResult.canceled(mini_batch.index, len(mini_batch))
     value: Any = state.result(raise_on_failure=False)
@@ -69,6 +74,51 @@ def result_of(mini_batch: MiniBatch, dask_future: distributed.Future) -> MiniBat
     if isinstance(value, BaseException):
         return _failed(mini_batch, value)
     return _failed(mini_batch, RuntimeError(f"unexpected task result {value!r}"))
+
+
+def _results_of(
+    client: distributed.Client, batch: list[distributed.Future], by_key: dict[str, MiniBatch]
+) -> list[tuple[MiniBatch, MiniBatchResult]]:
+    """The outcomes of a batch of finished futures, fetched in one round trip where possible."""
+    finished = [f for f in batch if f.status == "finished"]
+    others = [f for f in batch if f.status != "finished"]
+    try:
+        states = client.gather(finished) if finished else []
+    except Exception:  # a worker lost between finishing and the gather: one by one
+        others, states, finished = batch, [], []
+    outcomes = [
+        (by_key[f.key], _from_state(by_key[f.key], state))
+        for f, state in zip(finished, states, strict=True)
+    ]
+    outcomes += [(by_key[f.key], result_of(by_key[f.key], f)) for f in others]
+    return outcomes
+
+
+def prepare_scoring_processes(
+    client: distributed.Client, job: ScoringJob, mini_batches: int
+) -> None:
+    """Start each worker's scoring processes now, not when its first mini-batch arrives.
+
+    Interpreter start, imports and ``init()`` then overlap with the submission of the job
+    and the first task runs' set-up. Workers get one process per thread, up to one process
+    per mini-batch in all; workers that join later start theirs on demand.
+    """
+    counts: dict[str, int] = {}
+    remaining = mini_batches
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    for address, info in sorted(workers.items()):
+        count = min(int(info.get("nthreads", 1)), remaining)
+        if count > 0:
+            counts[address] = count
+            remaining -= count
+    if counts:  # a launch that fails here fails again, and is reported, in the mini-batch
+        client.run(_prepare_on_worker, job.process, counts, workers=list(counts), on_error="ignore")
+
+
+def _prepare_on_worker(
+    spec: ScoringProcessSpec, counts: dict[str, int], dask_worker: distributed.Worker
+) -> int:
+    return POOL.prepare(spec, counts.get(dask_worker.address, 0))
 
 
 def _stop(client: distributed.Client, job: ScoringJob, futures: list[distributed.Future]) -> None:
@@ -104,21 +154,22 @@ def score_all(
     client = runner.client
     clear_stop(client, job.name)
     task = score_mini_batch.with_options(retries=max_retries - 1)
-    by_key: dict[str, MiniBatch] = {}
-    futures = []
-    for mini_batch in plan:
-        future = runner.submit(task, {"job": job, "mini_batch": mini_batch})
-        by_key[future.wrapped_future.key] = mini_batch
-        futures.append(future.wrapped_future)
+    prepare_scoring_processes(client, job, len(plan))
+    submitted = runner.submit_many(
+        task, [{"job": job, "mini_batch": mini_batch} for mini_batch in plan]
+    )
+    futures = [future.wrapped_future for future in submitted]
+    by_key = {future.key: mini_batch for future, mini_batch in zip(futures, plan, strict=True)}
 
     results: dict[int, MiniBatchResult] = {}
     last_report = 0.0
     stream = distributed.as_completed(futures, loop=client.loop)
-    for dask_future in stream:
-        mini_batch = by_key[dask_future.key]
-        result = result_of(mini_batch, dask_future)
-        results[mini_batch.index] = result
-        budget.record(result.failed if result.status == "failed" else 0)
+    for batch in stream.batches():
+        for mini_batch, result in _results_of(client, batch, by_key):
+            results[mini_batch.index] = result
+            budget.record(result.failed if result.status == "failed" else 0)
+            if budget.exceeded:
+                break
         if budget.exceeded:
             logger.error(
                 "%d failed items exceed the error threshold %d; stopping the job.",

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import dask
@@ -72,24 +73,12 @@ class ScoringTaskRunner(DaskTaskRunner):
         wait_for: Any = None,
         dependencies: dict[str, set[Any]] | None = None,
     ) -> PrefectDaskFuture[Any]:
-        if not self._started:
-            raise RuntimeError("The task runner must be started before submitting work.")
+        self._require_started()
         parameters = self._optimize_futures(parameters)
         wait_for = self._optimize_futures(wait_for) if wait_for else None
-        task_run_id = uuid.uuid4()
-        task_inputs = {
-            name: collect_task_run_inputs_sync(value, future_cls=distributed.Future)
-            for name, value in parameters.items()
-        }
-        for name, extra in (dependencies or {}).items():
-            task_inputs[name] = task_inputs.get(name, set()) | extra
-        asset_kwargs = {
-            "task": task,
-            "task_run_id": task_run_id,
-            "task_inputs": task_inputs,
-            "copy_to_child_ctx": True,
-        }
-        shared, context = self._contexts(asset_kwargs)
+        task_run_id, task_inputs, context, shared = self._prepare_run(
+            task, parameters, dependencies
+        )
         future = self.client.submit(
             _run_task_on_worker,
             task,
@@ -103,6 +92,69 @@ class ScoringTaskRunner(DaskTaskRunner):
             pure=False,
         )
         return PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
+
+    def submit_many(
+        self, task: Any, parameter_sets: Sequence[dict[str, Any]]
+    ) -> list[PrefectDaskFuture[Any]]:
+        """One task run per parameter set, submitted to Dask as one graph.
+
+        Same task runs as calling :meth:`submit` for each, but the scheduler receives one
+        message instead of one per task, and the task object travels once per worker.
+        """
+        self._require_started()
+        seen: dict[int, set[Any]] = {}  # a value shared by every run (the job) is walked once
+        prepared = [
+            self._prepare_run(task, parameters, None, seen) for parameters in parameter_sets
+        ]
+        if not prepared:
+            return []
+        ids, inputs, contexts, shared = zip(*prepared, strict=True)
+        task_future = self.client.scatter(task, broadcast=True, hash=False)
+        futures = self.client.map(
+            _run_mapped_task_on_worker,
+            ids,
+            list(parameter_sets),
+            inputs,
+            contexts,
+            key=[f"{task.name}-{task_run_id.hex}" for task_run_id in ids],
+            pure=False,
+            task=task_future,
+            shared=shared[0],
+        )
+        return [
+            PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
+            for future, task_run_id in zip(futures, ids, strict=True)
+        ]
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("The task runner must be started before submitting work.")
+
+    def _prepare_run(
+        self,
+        task: Any,
+        parameters: dict[str, Any],
+        dependencies: dict[str, set[Any]] | None,
+        seen: dict[int, set[Any]] | None = None,
+    ) -> tuple[uuid.UUID, dict[str, Any], dict[str, Any], distributed.Future]:
+        """A new task run's id, its inputs for the UI, its own context and the shared one."""
+        task_run_id = uuid.uuid4()
+        seen = {} if seen is None else seen
+        task_inputs = {}
+        for name, value in parameters.items():
+            if id(value) not in seen:
+                seen[id(value)] = collect_task_run_inputs_sync(value, future_cls=distributed.Future)
+            task_inputs[name] = seen[id(value)]
+        for name, extra in (dependencies or {}).items():
+            task_inputs[name] = task_inputs.get(name, set()) | extra
+        asset_kwargs = {
+            "task": task,
+            "task_run_id": task_run_id,
+            "task_inputs": task_inputs,
+            "copy_to_child_ctx": True,
+        }
+        shared, context = self._contexts(asset_kwargs)
+        return task_run_id, task_inputs, context, shared
 
     def _contexts(self, asset_kwargs: dict[str, Any]) -> tuple[distributed.Future, dict[str, Any]]:
         """The per-task context, and a future of the part shared by all tasks of the run.
@@ -168,6 +220,18 @@ def _settings_context(shared: dict[str, Any]) -> SettingsContext | None:
             _hydrated.clear()
             _hydrated[shared["token"]] = context
     return context.model_copy()
+
+
+def _run_mapped_task_on_worker(
+    task_run_id: uuid.UUID,
+    parameters: dict[str, Any],
+    task_inputs: dict[str, Any],
+    context: dict[str, Any],
+    *,
+    task: Any,
+    shared: dict[str, Any],
+) -> Any:
+    return _run_task_on_worker(task, task_run_id, parameters, None, task_inputs, context, shared)
 
 
 def _run_task_on_worker(
