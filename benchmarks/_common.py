@@ -45,6 +45,32 @@ def isolated_prefect() -> Iterator[None]:
             yield
 
 
+def settle(max_wait: float = 300.0) -> float:
+    """Wait until this process's children (the API server above all) are idle; seconds waited.
+
+    A job leaves the server events to record after it ends (more so at low priority);
+    each measurement starts from a quiet machine so it does not pay for the previous one.
+    """
+    import time
+
+    import psutil
+
+    started = time.monotonic()
+    while time.monotonic() - started < max_wait:
+        children = psutil.Process().children(recursive=True)
+        busy = 0.0
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.cpu_percent(None)
+        time.sleep(1.0)
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                busy += child.cpu_percent(None)
+        if busy < 10.0:
+            break
+    return time.monotonic() - started
+
+
 def _lower_server_priority() -> None:
     import psutil
 

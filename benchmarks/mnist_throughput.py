@@ -26,6 +26,7 @@ from _common import (
     isolated_prefect,
     machine,
     result_line,
+    settle,
     verdict,
 )
 
@@ -128,7 +129,9 @@ def main() -> None:
         inputs, model_dir = prepare(root, args.images)
         files = sorted(str(p) for p in inputs.iterdir())
         for size in (10, 100):
+            settle()
             loop_s = plain_loop(model_dir, files, size)
+            settle()
             result, total_s = flow_run(inputs, model_dir, root / f"out-{size}", size)
             assert result.items_succeeded == len(files), result.message
             ratio = loop_s / result.scoring_seconds
