@@ -35,6 +35,23 @@ def _rows(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
 
+#: What the tiny project's script writes for its three input files.
+TINY_ROWS = [f"item{i:04d}.txt 42" for i in range(3)]
+
+
+def _run_endpoint(url: str, endpoint: str, inputs: Path, output: Path):
+    """``run_deployment()`` of the endpoint, and the Prefect deployment as read right after."""
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+
+    with _api(url):
+        run = run_deployment(f"batch-score/{endpoint}", timeout=RUN_TIMEOUT,
+                             parameters={"input": str(inputs), "output_path": str(output)})
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(f"batch-score/{endpoint}")
+    return run, deployment
+
+
 def _wait(url: str, run_id, timeout: float = RUN_TIMEOUT):
     """The flow run once it is final (fails the test after ``timeout`` seconds)."""
     from prefect import get_client
@@ -85,33 +102,22 @@ def test_prefect_deployment_run(pbe_workspace, endpoint, tiny_project):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PBE_HOME", str(pbe_workspace.root))
         output = Path(default_output_path(run.name))
-    assert _rows(output / "predictions.csv") == [f"item{i:04d}.txt 42" for i in range(3)]
+    assert _rows(output / "predictions.csv") == TINY_ROWS
     # the flow tags its run, so the deployment's job list has it too
     assert "deployment:tiny-dpl" in run.tags
 
 
 def test_run_deployment_and_a_default_switch_without_redeploying(pbe, pbe_workspace, endpoint,
                                                                 tiny_project, tmp_path):
-    from prefect import get_client
-    from prefect.deployments import run_deployment
-
-    with _api(pbe_workspace.api_url):
-        first = run_deployment(f"batch-score/{endpoint}", timeout=RUN_TIMEOUT,
-                               parameters={"input": str(tiny_project.inputs),
-                                           "output_path": str(tmp_path / "first")})
-        with get_client(sync_client=True) as client:
-            before = client.read_deployment_by_name(f"batch-score/{endpoint}")
+    first, before = _run_endpoint(pbe_workspace.api_url, endpoint, tiny_project.inputs,
+                                  tmp_path / "first")
     assert first.state.is_completed(), first.state.message
     assert (tmp_path / "first" / "predictions.csv").is_file()  # tiny-dpl, the default
 
     pbe.ok("batch-endpoint", "update", "--name", endpoint,
            "--set", "defaults.deployment_name=tiny-dpl-2")
-    with _api(pbe_workspace.api_url):
-        second = run_deployment(f"batch-score/{endpoint}", timeout=RUN_TIMEOUT,
-                                parameters={"input": str(tiny_project.inputs),
-                                            "output_path": str(tmp_path / "second")})
-        with get_client(sync_client=True) as client:
-            after = client.read_deployment_by_name(f"batch-score/{endpoint}")
+    second, after = _run_endpoint(pbe_workspace.api_url, endpoint, tiny_project.inputs,
+                                  tmp_path / "second")
     assert second.state.is_completed(), second.state.message
     assert _rows(tmp_path / "second" / "second.csv")  # tiny-dpl-2 ran
     assert after.parameters == before.parameters == {"endpoint": endpoint}
@@ -127,7 +133,7 @@ def test_plain_flow_call(pbe_workspace, endpoint, tiny_project, tmp_path):
         patch.setenv("PBE_HOME", str(pbe_workspace.root))
         batch_score(input=str(tiny_project.inputs), endpoint=endpoint,
                     deployment_name="tiny-dpl", output_path=str(tmp_path), job_name="plain-call")
-    assert _rows(tmp_path / "predictions.csv") == [f"item{i:04d}.txt 42" for i in range(3)]
+    assert _rows(tmp_path / "predictions.csv") == TINY_ROWS
 
 
 def test_schedule_fires(pbe, pbe_workspace, endpoint):

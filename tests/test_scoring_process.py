@@ -79,13 +79,17 @@ def test_environment_and_argv_are_set_before_init(tmp_path):
     assert outcome.rows == f"a.png {state['pid']}\nb.png {state['pid']}\n".encode()
 
 
-def test_init_runs_once_per_process_not_per_mini_batch(tmp_path):
-    spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
-    pool = ScoringProcessPool()
-    for number in range(5):
+def score_mini_batches(pool: ScoringProcessPool, spec: ScoringProcessSpec, count: int) -> None:
+    """Borrow a process for each of ``count`` one-file mini-batches, then close the pool."""
+    for number in range(count):
         with pool.borrow(spec) as process:
             process.run([f"/data/{number}.png"], timeout=30, want_rows=False)
     pool.close_all()
+
+
+def test_init_runs_once_per_process_not_per_mini_batch(tmp_path):
+    spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
+    score_mini_batches(ScoringProcessPool(), spec, 5)
     assert len(init_log(tmp_path)) == 1
 
 
@@ -232,10 +236,7 @@ def test_a_prepared_process_is_the_one_lent_and_init_runs_once(tmp_path):
     pool = ScoringProcessPool()
     assert pool.prepare(spec, 1) == 1
     assert pool.prepare(spec, 1) == 0  # already starting: nothing more to launch
-    for number in range(3):
-        with pool.borrow(spec) as process:
-            process.run([f"/data/{number}.png"], timeout=30, want_rows=False)
-    pool.close_all()
+    score_mini_batches(pool, spec, 3)
     assert len(init_log(tmp_path)) == 1
 
 
