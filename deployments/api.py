@@ -54,8 +54,8 @@ def connect() -> Iterator[str]:
 def external_api_url() -> str | None:
     """The user's Prefect server: ``PREFECT_API_URL`` from the environment or the active
     Prefect profile (``prefect config set PREFECT_API_URL=...``); None means embedded."""
-    if configured_api_url():
-        return configured_api_url()
+    if url := configured_api_url():
+        return url
     from prefect.settings import PREFECT_API_URL
     from prefect.settings.profiles import load_current_profile
 
