@@ -59,10 +59,20 @@ SERVER_NICENESS = int(os.environ.get("PBE_SERVER_NICENESS", "10"))
 
 
 def lower_priority(pid: int, niceness: int = SERVER_NICENESS) -> None:
-    """Make ``pid`` yield the CPU to normal-priority processes (best effort, POSIX)."""
+    """Make ``pid`` yield the CPU to normal-priority processes (best effort, POSIX).
+
+    Linux schedules each session as one group (autogroup) against the others, and a
+    process's ``nice`` only ranks it inside its group: for a process that leads its own
+    session, like the embedded server, the group's nice is raised as well.
+    """
+    if niceness <= 0:
+        return
     with contextlib.suppress(OSError, AttributeError):
         current = os.getpriority(os.PRIO_PROCESS, pid)
         os.setpriority(os.PRIO_PROCESS, pid, min(current + niceness, 19))
+    with contextlib.suppress(OSError, AttributeError):
+        if os.getsid(pid) == pid:
+            Path(f"/proc/{pid}/autogroup").write_text(str(min(niceness, 19)))
 
 
 def configured_api_url() -> str | None:

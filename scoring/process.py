@@ -93,7 +93,7 @@ class ScoringProcess:
                 pass_fds=(child_read, child_write),
                 env=self.spec.environment(),
                 cwd=self.spec.code_dir,
-                start_new_session=True,
+                process_group=0,
             )
         finally:
             os.close(child_read)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +18,7 @@ from deployments.invoke_overrides import job_overrides
 from deployments.jobs import counts_from_message, status_of
 from deployments.output import apply_query, render
 from deployments.registry import ModelRegistry
-from deployments.server import EmbeddedPrefect
+from deployments.server import EmbeddedPrefect, lower_priority
 
 # --- output --------------------------------------------------------------------------------
 
@@ -136,6 +138,47 @@ def test_a_stale_pidfile_is_not_a_running_server(tmp_path):
         json.dumps({"pid": 2**22 + 12345, "url": "http://127.0.0.1:9/api"}))
     status = embedded.status()
     assert status["running"] is False and status["server_pid"] is None
+
+
+
+def _autogroup_nice(pid: int | str) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except (OSError, ValueError):
+        return None  # not Linux, or autogroup scheduling off
+
+
+@pytest.fixture
+def sleeper():
+    started = []
+
+    def start(**popen):
+        process = subprocess.Popen(["sleep", "120"], **popen)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_the_server_yields_the_cpu_even_from_a_session_of_its_own(sleeper):
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    server = sleeper(start_new_session=True)
+    lower_priority(server.pid, 5)
+    assert os.getpriority(os.PRIO_PROCESS, server.pid) == min(base + 5, 19)
+    if _autogroup_nice(server.pid) is not None:  # its session is scheduled below the job's
+        assert _autogroup_nice(server.pid) == 5
+
+
+def test_lowering_a_process_in_our_session_leaves_the_session_alone(sleeper):
+    ours = _autogroup_nice("self")
+    child = sleeper()
+    lower_priority(child.pid, 5)
+    assert os.getpriority(os.PRIO_PROCESS, child.pid) == min(os.getpriority(os.PRIO_PROCESS, 0)
+                                                            + 5, 19)
+    assert _autogroup_nice("self") == ours
 
 
 def test_every_command_takes_query_and_output():

@@ -158,6 +158,35 @@ def test_a_hung_run_is_stopped_by_killing_its_process(tmp_path, body):
         os.kill(pid, 0)
 
 
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_killed_process_takes_its_children_and_shares_the_workers_session(tmp_path):
+    """It leads its own process group, so a kill ends what the script started too; it stays
+    in the worker's session, so Linux schedules it with the job (autogroup), not beside it."""
+    body = (
+        "import subprocess\ndef init(): pass\n"
+        "def run(mb):\n    return [str(subprocess.Popen(['sleep', '600']).pid)]\n"
+    )
+    process = ScoringProcess(spec_for(tmp_path, write_script(tmp_path / "code", body)))
+    process.start()
+    try:
+        assert os.getpgid(process.pid) == process.pid
+        assert os.getsid(process.pid) == os.getsid(0)
+        child = int(process.run(["x"], timeout=30, want_rows=True).rows)
+    finally:
+        process.kill()
+    deadline = time.monotonic() + 10
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child)
+
+
 def test_a_killed_process_is_reported_with_its_signal(tmp_path):
     body = (
         "import os, signal\ndef init(): pass\ndef run(mb): os.kill(os.getpid(), signal.SIGKILL)\n"
