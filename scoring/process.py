@@ -120,6 +120,11 @@ class ScoringProcess:
         self.init_logs = payload.get("logs", [])
         self._ready = True
 
+    def take_init_logs(self) -> list[tuple[int, str]]:
+        """What ``init()`` logged, handed out once: to the first mini-batch the process runs."""
+        logs, self.init_logs = self.init_logs, []
+        return logs
+
     def run(self, paths: list[str], *, timeout: float, want_rows: bool) -> RunOutcome:
         """Call ``run(paths)``; on timeout the process is killed and ScoringFailure raised."""
         assert self._to_child is not None, "start() the scoring process first"

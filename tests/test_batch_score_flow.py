@@ -467,6 +467,38 @@ def test_the_flow_reads_its_deployment_spec_from_yaml(tmp_path):
     assert pd.read_csv(tmp_path / "out" / "logs" / "processed_mini-batches.csv").shape[0] == 2
 
 
+
+def _run_log_messages(flow_run_id, expected: list[str], wait: float = 30.0) -> list[str]:
+    """The flow run's log messages (its tasks' included) once ``expected`` have all arrived."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + wait
+    while True:  # workers send their logs in batches
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        messages = [log.message for log in logs]
+        if all(any(e in m for m in messages) for e in expected) or time.monotonic() > deadline:
+            return messages
+        time.sleep(0.5)
+
+
+def test_what_init_and_run_log_reaches_the_prefect_run(tmp_path):
+    code = write_script(
+        tmp_path / "code",
+        "import logging\n"
+        "def init():\n    logging.getLogger('score').info('init: model ready')\n"
+        "def run(mb):\n    logging.info('scoring %d files', len(mb))\n    return mb\n",
+    )
+    write_inputs(tmp_path / "in", 4)
+    spec = make_spec(code, make_model(tmp_path / "m"), mini_batch_size=2)
+    state = run_job(spec, tmp_path / "in", tmp_path / "out")
+    assert state.is_completed()
+    messages = _run_log_messages(state.state_details.flow_run_id,
+                                 ["init: model ready", "scoring 2 files"])
+    assert sum("init: model ready" in m for m in messages) == 1  # one process, one init()
+    assert sum("scoring 2 files" in m for m in messages) == 2
+
 def test_a_missing_module_at_init_says_what_to_install(tmp_path):
     code = write_script(
         tmp_path / "code", "import sklearn_is_not_here\ndef init(): pass\ndef run(mb): return mb\n"
