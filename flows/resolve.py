@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 
 from blocks.compute import DaskCompute
@@ -34,12 +36,26 @@ def model_dir_for(path: str, *, workdir: str | None = None) -> str:
 
     That is what ``AZUREML_MODEL_DIR`` points at: scripts do
     ``glob(f"{AZUREML_MODEL_DIR}/*/*.pt")`` or ``os.path.join(AZUREML_MODEL_DIR, "model")``.
-    The folder holds a symbolic link, so nothing is copied.
+    The folder holds a symbolic link, so nothing is copied; it is named after the model's
+    path, so every job of the same model shares one instead of leaving one behind each.
     """
-    holder = tempfile.mkdtemp(prefix="pbe-model-", dir=workdir)
     source = os.path.abspath(path)
-    os.symlink(source, os.path.join(holder, os.path.basename(source.rstrip(os.sep))))
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    holder = os.path.join(workdir or tempfile.gettempdir(), "pbe-models", digest)
+    link = os.path.join(holder, os.path.basename(source.rstrip(os.sep)) or "model")
+    os.makedirs(holder, exist_ok=True)
+    try:
+        os.symlink(source, link)
+    except FileExistsError:  # made by an earlier job (or a concurrent one) of this model
+        if os.path.realpath(link) != os.path.realpath(source):
+            os.replace(_new_link(source, holder), link)
     return holder
+
+
+def _new_link(source: str, holder: str) -> str:
+    fresh = os.path.join(holder, f".link-{os.getpid()}-{uuid.uuid4().hex}")
+    os.symlink(source, fresh)
+    return fresh
 
 
 def resolve_spec(

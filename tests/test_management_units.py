@@ -19,6 +19,7 @@ from deployments.jobs import counts_from_message, status_of
 from deployments.output import apply_query, render
 from deployments.registry import ModelRegistry
 from deployments.server import EmbeddedPrefect, lower_priority
+from flows.resolve import model_dir_for
 
 # --- output --------------------------------------------------------------------------------
 
@@ -126,6 +127,33 @@ def test_concurrent_registrations_get_distinct_versions(tmp_path):
         thread.join()
     assert sorted(versions, key=int) == [str(n) for n in range(1, 9)]
     assert registry.versions("m") == [str(n) for n in range(1, 9)]
+
+
+# --- AZUREML_MODEL_DIR for a model given from Python ----------------------------------------
+
+
+def test_a_models_folder_is_shared_by_its_jobs_not_made_per_job(tmp_path: Path) -> None:
+    model = tmp_path / "a" / "model"
+    model.mkdir(parents=True)
+    (model / "weights.pt").write_bytes(b"w")
+    first = model_dir_for(str(model), workdir=str(tmp_path / "tmp"))
+    assert model_dir_for(str(model), workdir=str(tmp_path / "tmp")) == first
+    assert os.listdir(first) == ["model"]
+    assert (Path(first) / "model" / "weights.pt").read_bytes() == b"w"
+    other = tmp_path / "b" / "model"
+    other.mkdir(parents=True)
+    assert model_dir_for(str(other), workdir=str(tmp_path / "tmp")) != first
+
+
+def test_a_stale_link_in_a_models_folder_is_replaced(tmp_path: Path) -> None:
+    model = tmp_path / "model.pkl"
+    model.write_bytes(b"m")
+    holder = Path(model_dir_for(str(model), workdir=str(tmp_path / "tmp")))
+    (holder / "model.pkl").unlink()
+    (holder / "model.pkl").symlink_to(tmp_path / "elsewhere.pkl")
+    assert model_dir_for(str(model), workdir=str(tmp_path / "tmp")) == str(holder)
+    assert sorted(os.listdir(holder)) == ["model.pkl"]
+    assert (holder / "model.pkl").read_bytes() == b"m"
 
 
 # --- the embedded server's bookkeeping and the parser ---------------------------------------
