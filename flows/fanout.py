@@ -3,7 +3,8 @@
 ``allow_failure`` is not honoured on Dask, and a Dask failure is not always reported as a
 Prefect state, so the loop reads each task's final state from its Dask future itself, turns
 it into a concrete :class:`MiniBatchResult`, and stops the job the moment the error
-threshold is exceeded: outstanding mini-batches are cancelled and never run.
+threshold is exceeded: outstanding mini-batches are cancelled and never run, and those
+already running end and are reported as they ended.
 """
 
 from __future__ import annotations
@@ -177,6 +178,12 @@ def score_all(
                 budget.threshold,
             )
             _stop(client, job, futures)
+            ended = [
+                f for f in futures
+                if f.status in ("finished", "error") and by_key[f.key].index not in results
+            ]  # those that were on a worker: reported as they ended, not as canceled
+            for mini_batch, result in _results_of(client, ended, by_key):
+                results[mini_batch.index] = result
             break
         if on_progress and (time.monotonic() - last_report > 2 or len(results) == len(plan)):
             on_progress(len(results), len(plan))
