@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -177,7 +178,8 @@ def test_a_killed_process_takes_its_children_and_shares_the_workers_session(tmp_
     process.start()
     try:
         assert os.getpgid(process.pid) == process.pid
-        assert os.getsid(process.pid) == os.getsid(0)
+        if sys.version_info >= (3, 11):  # 3.10's Popen cannot make a group without a session
+            assert os.getsid(process.pid) == os.getsid(0)
         child = int(process.run(["x"], timeout=30, want_rows=True).rows)
     finally:
         process.kill()
