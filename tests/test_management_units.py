@@ -132,7 +132,7 @@ def test_concurrent_registrations_get_distinct_versions(tmp_path):
 # --- AZUREML_MODEL_DIR for a model given from Python ----------------------------------------
 
 
-def test_a_models_folder_is_shared_by_its_jobs_not_made_per_job(tmp_path: Path) -> None:
+def test_a_models_folder_is_shared_by_its_jobs_not_made_per_job(tmp_path):
     model = tmp_path / "a" / "model"
     model.mkdir(parents=True)
     (model / "weights.pt").write_bytes(b"w")
@@ -145,7 +145,7 @@ def test_a_models_folder_is_shared_by_its_jobs_not_made_per_job(tmp_path: Path) 
     assert model_dir_for(str(other), workdir=str(tmp_path / "tmp")) != first
 
 
-def test_a_stale_link_in_a_models_folder_is_replaced(tmp_path: Path) -> None:
+def test_a_stale_link_in_a_models_folder_is_replaced(tmp_path):
     model = tmp_path / "model.pkl"
     model.write_bytes(b"m")
     holder = Path(model_dir_for(str(model), workdir=str(tmp_path / "tmp")))
@@ -166,7 +166,6 @@ def test_a_stale_pidfile_is_not_a_running_server(tmp_path):
         json.dumps({"pid": 2**22 + 12345, "url": "http://127.0.0.1:9/api"}))
     status = embedded.status()
     assert status["running"] is False and status["server_pid"] is None
-
 
 
 def _autogroup_nice(pid: int | str) -> int | None:
