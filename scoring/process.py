@@ -76,7 +76,7 @@ class ScoringProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._to_child: Connection | None = None
         self._from_child: Connection | None = None
-        self.init_logs: list[tuple[int, str]] = []
+        self._init_logs: list[tuple[int, str]] = []
         self._launched_at = 0.0
         self._ready = False
 
@@ -127,12 +127,12 @@ class ScoringProcess:
         if kind != "ready":
             self.kill()
             raise self._failure(payload)
-        self.init_logs = payload.get("logs", [])
+        self._init_logs = payload.get("logs", [])
         self._ready = True
 
     def take_init_logs(self) -> list[tuple[int, str]]:
         """What ``init()`` logged, handed out once: to the first mini-batch the process runs."""
-        logs, self.init_logs = self.init_logs, []
+        logs, self._init_logs = self._init_logs, []
         return logs
 
     def run(self, paths: list[str], *, timeout: float, want_rows: bool) -> RunOutcome:
