@@ -23,15 +23,19 @@ class ScoringProcessPool:
         self._lock = threading.Lock()
 
     @contextmanager
-    def borrow(self, spec: ScoringProcessSpec) -> Iterator[ScoringProcess]:
+    def borrow(
+        self, spec: ScoringProcessSpec, fork_server: str | None = None
+    ) -> Iterator[ScoringProcess]:
         """Lend a ready process (starting one, and waiting for its ``init()``, if none is idle).
+
+        A process is started from the job's ``fork_server`` when it has one.
 
         A process that failed in a way that may have left it broken (timeout, death) is
         not returned to the pool; the next borrower gets a fresh one.
         """
         process = self._take_idle(spec)
         if process is None:
-            process = ScoringProcess(spec)
+            process = ScoringProcess(spec, fork_server)
             process.launch()
         process.wait_ready()
         healthy = False
@@ -48,7 +52,9 @@ class ScoringProcessPool:
             else:
                 process.kill()
 
-    def prepare(self, spec: ScoringProcessSpec, count: int) -> int:
+    def prepare(
+        self, spec: ScoringProcessSpec, count: int, fork_server: str | None = None
+    ) -> int:
         """Launch processes so that ``count`` are idle or starting for ``spec``; no waiting.
 
         Called when a job reaches this worker, so that interpreter start, imports and
@@ -58,7 +64,7 @@ class ScoringProcessPool:
         with self._lock:
             idle = self._idle.setdefault(spec.key, [])
             missing = max(count - sum(p.alive for p in idle), 0)
-            launched = [ScoringProcess(spec) for _ in range(missing)]
+            launched = [ScoringProcess(spec, fork_server) for _ in range(missing)]
             for process in launched:
                 process.launch()
             idle.extend(launched)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from scoring.children import Child, ForkedChild, start_child
 from scoring.spec import ScoringProcessSpec
 
 logger = logging.getLogger(__name__)
@@ -59,21 +58,17 @@ def _exit_description(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-#: A scoring process leads its own process group, so a kill ends whatever the script started,
-#: but stays in its worker's session: Linux (autogroup) schedules each session as one group,
-#: and a session of its own would take an equal share of the CPU beside the whole job's.
-#: Python 3.10 has no ``process_group``; there it gets a session of its own.
-_OWN_PROCESS_GROUP: dict[str, Any] = (
-    {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
-)
-
-
 class ScoringProcess:
-    """A child process that hosts one deployment's scoring script."""
+    """A child process that hosts one deployment's scoring script.
 
-    def __init__(self, spec: ScoringProcessSpec) -> None:
+    With ``fork_server`` (the address of the job's fork server) the process is forked
+    from it; without one, or when it is gone, the process is spawned.
+    """
+
+    def __init__(self, spec: ScoringProcessSpec, fork_server: str | None = None) -> None:
         self.spec = spec
-        self._proc: subprocess.Popen[bytes] | None = None
+        self.fork_server = fork_server
+        self._child: Child | None = None
         self._to_child: Connection | None = None
         self._from_child: Connection | None = None
         self._init_logs: list[tuple[int, str]] = []
@@ -82,11 +77,11 @@ class ScoringProcess:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._child.pid if self._child else None
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._child is not None and self._child.poll() is None
 
     def start(self) -> None:
         """Start the process and wait for ``init()``; raises ScoringFailure if it fails."""
@@ -98,13 +93,13 @@ class ScoringProcess:
         parent_read, child_write = os.pipe()
         child_read, parent_write = os.pipe()
         try:
-            self._proc = subprocess.Popen(
-                self.spec.command(child_read, child_write),
-                pass_fds=(child_read, child_write),
-                env=self.spec.environment(),
-                cwd=self.spec.code_dir,
-                **_OWN_PROCESS_GROUP,
-            )
+            try:
+                self._child = start_child(self.spec, child_read, child_write, self.fork_server)
+            except OSError as exc:  # the fork server is gone: spawn, as without one
+                logger.warning("fork server %s unavailable (%s); spawning the scoring "
+                               "process instead", self.fork_server, exc)
+                self.fork_server = None
+                self._child = start_child(self.spec, child_read, child_write, None)
         finally:
             os.close(child_read)
             os.close(child_write)
@@ -123,7 +118,16 @@ class ScoringProcess:
         if self._ready:
             return
         remaining = self.spec.init_timeout - (time.monotonic() - self._launched_at)
-        kind, payload = self._receive(max(remaining, 0.001), during="init()")
+        try:
+            kind, payload = self._receive(max(remaining, 0.001), during="init()")
+        except ScoringFailure as failure:
+            if failure.category != "process_died" or not self._never_forked():
+                raise
+            logger.warning("fork server %s ended before forking; spawning the scoring "
+                           "process instead", self.fork_server)
+            self.fork_server = None
+            self.launch()
+            return self.wait_ready()
         if kind != "ready":
             self.kill()
             raise self._failure(payload)
@@ -177,12 +181,8 @@ class ScoringProcess:
 
     def kill(self) -> None:
         """End the process group at once (SIGKILL) and release the pipes."""
-        if self._proc is not None and self._proc.poll() is None:
-            try:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self._proc.kill()
-            self._proc.wait()
+        if self._child is not None:
+            self._child.kill()
         for conn in (self._to_child, self._from_child):
             if conn is not None:
                 conn.close()
@@ -209,17 +209,15 @@ class ScoringProcess:
                 raise self._died(f"during {during}")
 
     def _died(self, when: str) -> ScoringFailure:
-        code = None
-        if self._proc is not None:
-            try:
-                code = self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        code = self._child.wait(timeout=5) if self._child is not None else None
         self.kill()
         return ScoringFailure(
             "process_died",
             f"the scoring process (pid {self.pid}) {_exit_description(code)} {when}",
         )
+
+    def _never_forked(self) -> bool:
+        return isinstance(self._child, ForkedChild) and not self._child.forked
 
     @staticmethod
     def _failure(payload: dict[str, Any]) -> ScoringFailure:

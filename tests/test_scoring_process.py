@@ -1,4 +1,8 @@
-"""The scoring-script contract in a real scoring process: no Prefect, no Dask."""
+"""The scoring-script contract in a real scoring process: no Prefect, no Dask.
+
+Every test runs twice: with the process spawned by its worker, and forked by a job's fork
+server (:mod:`scoring.fork_server`); the contract is the same.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 import pytest
 from support import make_model, write_script
 
+from scoring.fork_server import ForkServer
 from scoring.pool import ScoringProcessPool
 from scoring.process import ScoringFailure, ScoringProcess
 from scoring.spec import ScoringProcessSpec
@@ -42,6 +47,32 @@ PROBE = """
 """
 
 
+class Origin:
+    """Where a test's scoring processes come from: spawned, or a fork server per spec."""
+
+    def __init__(self, forked: bool) -> None:
+        self.forked = forked
+        self.servers: dict[str, ForkServer] = {}
+
+    def server(self, spec: ScoringProcessSpec) -> str | None:
+        if not self.forked:
+            return None
+        if spec.key not in self.servers:
+            self.servers[spec.key] = ForkServer(spec, spec.environment())
+        return self.servers[spec.key].address
+
+    def process(self, spec: ScoringProcessSpec) -> ScoringProcess:
+        return ScoringProcess(spec, self.server(spec))
+
+
+@pytest.fixture(params=["spawned", "forked"])
+def origin(request):
+    origin = Origin(forked=request.param == "forked")
+    yield origin
+    for server in origin.servers.values():
+        server.stop()
+
+
 def spec_for(tmp_path: Path, code: Path, **overrides) -> ScoringProcessSpec:
     model = make_model(tmp_path / "registered")
     values = dict(
@@ -61,9 +92,9 @@ def init_log(tmp_path: Path) -> list[dict]:
     return [json.loads(line) for line in (tmp_path / "init.log").read_text().splitlines()]
 
 
-def test_environment_and_argv_are_set_before_init(tmp_path):
+def test_environment_and_argv_are_set_before_init(tmp_path, origin):
     spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
-    process = ScoringProcess(spec)
+    process = origin.process(spec)
     process.start()
     try:
         outcome = process.run(["/data/a.png", "/data/b.png"], timeout=30, want_rows=True)
@@ -80,21 +111,23 @@ def test_environment_and_argv_are_set_before_init(tmp_path):
     assert outcome.rows == f"a.png {state['pid']}\nb.png {state['pid']}\n".encode()
 
 
-def score_mini_batches(pool: ScoringProcessPool, spec: ScoringProcessSpec, count: int) -> None:
+def score_mini_batches(
+    pool: ScoringProcessPool, spec: ScoringProcessSpec, count: int, fork_server: str | None
+) -> None:
     """Borrow a process for each of ``count`` one-file mini-batches, then close the pool."""
     for number in range(count):
-        with pool.borrow(spec) as process:
+        with pool.borrow(spec, fork_server) as process:
             process.run([f"/data/{number}.png"], timeout=30, want_rows=False)
     pool.close_all()
 
 
-def test_init_runs_once_per_process_not_per_mini_batch(tmp_path):
+def test_init_runs_once_per_process_not_per_mini_batch(tmp_path, origin):
     spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
-    score_mini_batches(ScoringProcessPool(), spec, 5)
+    score_mini_batches(ScoringProcessPool(), spec, 5, origin.server(spec))
     assert len(init_log(tmp_path)) == 1
 
 
-def test_two_deployments_with_the_same_script_name_do_not_clash(tmp_path):
+def test_two_deployments_with_the_same_script_name_do_not_clash(tmp_path, origin):
     first = write_script(
         tmp_path / "a",
         "def init(): pass\ndef run(mb): return ['A'] * len(mb)\n",
@@ -112,13 +145,13 @@ def test_two_deployments_with_the_same_script_name_do_not_clash(tmp_path):
     ]
     rows = []
     for spec in specs:
-        with pool.borrow(spec) as process:
+        with pool.borrow(spec, origin.server(spec)) as process:
             rows.append(process.run(["x"], timeout=30, want_rows=True).rows)
     pool.close_all()
     assert rows == [b"A\n", b"B\n", b"A\n"]
 
 
-def test_script_folder_is_importable(tmp_path):
+def test_script_folder_is_importable(tmp_path, origin):
     code = tmp_path / "code"
     write_script(code, "class MnistClassifier:\n    label = 'helper'\n", name="mnist_classifier.py")
     write_script(
@@ -129,7 +162,7 @@ def test_script_folder_is_importable(tmp_path):
         def run(mini_batch): return [MnistClassifier.label for _ in mini_batch]
     """,
     )
-    process = ScoringProcess(spec_for(tmp_path, code))
+    process = origin.process(spec_for(tmp_path, code))
     process.start()
     try:
         assert process.run(["x"], timeout=30, want_rows=True).rows == b"helper\n"
@@ -145,8 +178,8 @@ def test_script_folder_is_importable(tmp_path):
     ],
     ids=["python-hang", "native-hang"],
 )
-def test_a_hung_run_is_stopped_by_killing_its_process(tmp_path, body):
-    process = ScoringProcess(spec_for(tmp_path, write_script(tmp_path / "code", body)))
+def test_a_hung_run_is_stopped_by_killing_its_process(tmp_path, body, origin):
+    process = origin.process(spec_for(tmp_path, write_script(tmp_path / "code", body)))
     process.start()
     pid = process.pid
     started = time.monotonic()
@@ -167,14 +200,14 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def test_a_killed_process_takes_its_children_and_shares_the_workers_session(tmp_path):
+def test_a_killed_process_takes_its_children_and_shares_the_workers_session(tmp_path, origin):
     """It leads its own process group, so a kill ends what the script started too; it stays
     in the worker's session, so Linux schedules it with the job (autogroup), not beside it."""
     body = (
         "import subprocess\ndef init(): pass\n"
         "def run(mb):\n    return [str(subprocess.Popen(['sleep', '600']).pid)]\n"
     )
-    process = ScoringProcess(spec_for(tmp_path, write_script(tmp_path / "code", body)))
+    process = origin.process(spec_for(tmp_path, write_script(tmp_path / "code", body)))
     process.start()
     try:
         assert os.getpgid(process.pid) == process.pid
@@ -189,11 +222,11 @@ def test_a_killed_process_takes_its_children_and_shares_the_workers_session(tmp_
     assert _gone(child)
 
 
-def test_a_killed_process_is_reported_with_its_signal(tmp_path):
+def test_a_killed_process_is_reported_with_its_signal(tmp_path, origin):
     body = (
         "import os, signal\ndef init(): pass\ndef run(mb): os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    process = ScoringProcess(spec_for(tmp_path, write_script(tmp_path / "code", body)))
+    process = origin.process(spec_for(tmp_path, write_script(tmp_path / "code", body)))
     process.start()
     with pytest.raises(ScoringFailure) as info:
         process.run(["x"], timeout=30, want_rows=True)
@@ -201,24 +234,24 @@ def test_a_killed_process_is_reported_with_its_signal(tmp_path):
     assert signal.Signals.SIGKILL.name in info.value.detail
 
 
-def test_a_raising_run_reports_the_traceback_and_keeps_the_process(tmp_path):
+def test_a_raising_run_reports_the_traceback_and_keeps_the_process(tmp_path, origin):
     body = "def init(): pass\ndef run(mb):\n    raise ValueError(f'cannot read {mb[0]}')\n"
     pool = ScoringProcessPool()
     spec = spec_for(tmp_path, write_script(tmp_path / "code", body))
     with pytest.raises(ScoringFailure) as info:
-        with pool.borrow(spec) as process:
+        with pool.borrow(spec, origin.server(spec)) as process:
             pid = process.pid
             process.run(["bad.png"], timeout=30, want_rows=True)
     assert info.value.category == "user_error"
     assert "ValueError: cannot read bad.png" in info.value.traceback
-    with pool.borrow(spec) as process:
+    with pool.borrow(spec, origin.server(spec)) as process:
         assert process.pid == pid
     pool.close_all()
 
 
-def test_a_wrong_return_type_names_the_type(tmp_path):
+def test_a_wrong_return_type_names_the_type(tmp_path, origin):
     body = "def init(): pass\ndef run(mb): return {'rows': mb}\n"
-    process = ScoringProcess(spec_for(tmp_path, write_script(tmp_path / "code", body)))
+    process = origin.process(spec_for(tmp_path, write_script(tmp_path / "code", body)))
     process.start()
     try:
         with pytest.raises(ScoringFailure) as info:
@@ -229,24 +262,23 @@ def test_a_wrong_return_type_names_the_type(tmp_path):
     assert "builtins.dict" in info.value.detail
 
 
-def test_missing_module_at_init_is_named(tmp_path):
+def test_missing_module_at_init_is_named(tmp_path, origin):
     body = "import not_installed_anywhere\ndef init(): pass\ndef run(mb): return mb\n"
-    process = ScoringProcess(spec_for(tmp_path, write_script(tmp_path / "code", body)))
+    process = origin.process(spec_for(tmp_path, write_script(tmp_path / "code", body)))
     with pytest.raises(ScoringFailure) as info:
         process.start()
     assert info.value.category == "init_error"
     assert info.value.missing_module == "not_installed_anywhere"
 
 
-def test_script_without_run_is_refused(tmp_path):
-    process = ScoringProcess(
-        spec_for(tmp_path, write_script(tmp_path / "code", "def init(): pass\n"))
-    )
+def test_script_without_run_is_refused(tmp_path, origin):
+    code = write_script(tmp_path / "code", "def init(): pass\n")
+    process = origin.process(spec_for(tmp_path, code))
     with pytest.raises(ScoringFailure, match=r"does not define run\(\)"):
         process.start()
 
 
-def test_shutdown_is_called_when_the_job_closes(tmp_path):
+def test_shutdown_is_called_when_the_job_closes(tmp_path, origin):
     marker = tmp_path / "shutdown.txt"
     body = f"""
         def init(): pass
@@ -256,35 +288,35 @@ def test_shutdown_is_called_when_the_job_closes(tmp_path):
     """
     pool = ScoringProcessPool()
     spec = spec_for(tmp_path, write_script(tmp_path / "code", body))
-    with pool.borrow(spec) as process:
+    with pool.borrow(spec, origin.server(spec)) as process:
         process.run(["x"], timeout=30, want_rows=False)
     assert pool.close_job("job-1") == []
     assert marker.read_text() == "done"
 
 
-def test_a_prepared_process_is_the_one_lent_and_init_runs_once(tmp_path):
+def test_a_prepared_process_is_the_one_lent_and_init_runs_once(tmp_path, origin):
     spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
     pool = ScoringProcessPool()
-    assert pool.prepare(spec, 1) == 1
-    assert pool.prepare(spec, 1) == 0  # already starting: nothing more to launch
-    score_mini_batches(pool, spec, 3)
+    assert pool.prepare(spec, 1, origin.server(spec)) == 1
+    assert pool.prepare(spec, 1, origin.server(spec)) == 0  # already starting: none to launch
+    score_mini_batches(pool, spec, 3, origin.server(spec))
     assert len(init_log(tmp_path)) == 1
 
 
-def test_a_prepared_process_that_fails_init_fails_its_first_mini_batch(tmp_path):
+def test_a_prepared_process_that_fails_init_fails_its_first_mini_batch(tmp_path, origin):
     body = "import not_installed_anywhere\ndef init(): pass\ndef run(mb): return mb\n"
     pool = ScoringProcessPool()
     spec = spec_for(tmp_path, write_script(tmp_path / "code", body))
-    pool.prepare(spec, 1)
-    with pytest.raises(ScoringFailure) as info, pool.borrow(spec):
+    pool.prepare(spec, 1, origin.server(spec))
+    with pytest.raises(ScoringFailure) as info, pool.borrow(spec, origin.server(spec)):
         pass
     assert info.value.missing_module == "not_installed_anywhere"
 
 
-def test_closing_a_job_ends_prepared_processes_nobody_used(tmp_path):
+def test_closing_a_job_ends_prepared_processes_nobody_used(tmp_path, origin):
     pool = ScoringProcessPool()
     spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
-    pool.prepare(spec, 2)
+    pool.prepare(spec, 2, origin.server(spec))
     processes = [p for procs in pool._idle.values() for p in procs]
     assert pool.close_job("job-1") == []
     assert not any(p.alive for p in processes)
