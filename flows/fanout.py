@@ -22,12 +22,11 @@ from blocks.errors import MiniBatchAttemptError
 from flows.cancel import clear_stop, request_stop
 from flows.job import ScoringJob
 from flows.planning import MiniBatch
+from flows.processes import job_processes
 from flows.results import MiniBatchResult
 from flows.task_runner import ScoringTaskRunner
 from flows.tasks import score_mini_batch
 from flows.threshold import ErrorBudget
-from scoring.pool import POOL
-from scoring.spec import ScoringProcessSpec
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -95,33 +94,6 @@ def _results_of(
     return outcomes
 
 
-def prepare_scoring_processes(
-    client: distributed.Client, job: ScoringJob, mini_batches: int
-) -> None:
-    """Start each worker's scoring processes now, not when its first mini-batch arrives.
-
-    Interpreter start, imports and ``init()`` then overlap with the submission of the job
-    and the first task runs' set-up. Workers get one process per thread, up to one process
-    per mini-batch in all; workers that join later start theirs on demand.
-    """
-    counts: dict[str, int] = {}
-    remaining = mini_batches
-    workers = client.scheduler_info(n_workers=-1)["workers"]
-    for address, info in sorted(workers.items()):
-        count = min(int(info.get("nthreads", 1)), remaining)
-        if count > 0:
-            counts[address] = count
-            remaining -= count
-    if counts:  # a launch that fails here fails again, and is reported, in the mini-batch
-        client.run(_prepare_on_worker, job.process, counts, workers=list(counts), on_error="ignore")
-
-
-def _prepare_on_worker(
-    spec: ScoringProcessSpec, counts: dict[str, int], dask_worker: distributed.Worker
-) -> int:
-    return POOL.prepare(spec, counts.get(dask_worker.address, 0))
-
-
 def _stop(client: distributed.Client, job: ScoringJob, futures: list[distributed.Future]) -> None:
     """Cancel the mini-batches no worker has taken; let the ones on workers end.
 
@@ -137,10 +109,6 @@ def _stop(client: distributed.Client, job: ScoringJob, futures: list[distributed
         distributed.wait([f for f in pending if f.key in on_workers], timeout=job.timeout + 10)
 
 
-def _close_job_processes(job_name: str) -> list[str]:
-    return POOL.close_job(job_name)
-
-
 def score_all(
     runner: ScoringTaskRunner,
     job: ScoringJob,
@@ -154,8 +122,26 @@ def score_all(
     """Run every mini-batch (one Prefect task each) and return their results by index."""
     client = runner.client
     clear_stop(client, job.name)
+    with job_processes(runner, job, len(plan), logger) as job:
+        results = _score(client, runner, job, plan, max_retries, budget, logger, on_progress)
+    for mini_batch in plan:
+        if mini_batch.index not in results:
+            results[mini_batch.index] = MiniBatchResult.canceled(mini_batch.index, len(mini_batch))
+    return [results[index] for index in sorted(results)]
+
+
+def _score(
+    client: distributed.Client,
+    runner: ScoringTaskRunner,
+    job: ScoringJob,
+    plan: Sequence[MiniBatch],
+    max_retries: int,
+    budget: ErrorBudget,
+    logger: logging.Logger | logging.LoggerAdapter,
+    on_progress: ProgressCallback | None,
+) -> dict[int, MiniBatchResult]:
+    """Submit the mini-batches and collect their results until done or over the threshold."""
     task = score_mini_batch.with_options(retries=max_retries - 1)
-    prepare_scoring_processes(client, job, len(plan))
     submitted = runner.submit_many(
         task, [{"job": job, "mini_batch": mini_batch} for mini_batch in plan]
     )
@@ -188,11 +174,4 @@ def score_all(
         if on_progress and (time.monotonic() - last_report > 2 or len(results) == len(plan)):
             on_progress(len(results), len(plan))
             last_report = time.monotonic()
-
-    for mini_batch in plan:
-        if mini_batch.index not in results:
-            results[mini_batch.index] = MiniBatchResult.canceled(mini_batch.index, len(mini_batch))
-    for worker, errors in client.run(_close_job_processes, job.name).items():
-        for error in errors:
-            logger.warning("%s on %s", error, worker)
-    return [results[index] for index in sorted(results)]
+    return results

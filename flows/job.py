@@ -19,3 +19,5 @@ class ScoringJob:
     append_rows: bool
     staging: JobStaging
     input_storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The job's fork server (a Unix socket on the flow's machine), when it has one.
+    fork_server: str | None = None

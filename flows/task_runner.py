@@ -66,6 +66,11 @@ class ScoringTaskRunner(DaskTaskRunner):
             _fork_local_workers()
         return super().__enter__()
 
+    @property
+    def cluster_on_this_machine(self) -> bool:
+        """Whether the workers run on the flow's machine: a ``LocalCluster`` started here."""
+        return isinstance(self._cluster, distributed.LocalCluster)
+
     def submit(  # type: ignore[override]
         self,
         task: Any,

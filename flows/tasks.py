@@ -64,7 +64,7 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
     process_name = socket.gethostname()
     try:
         with local_copies(mini_batch.files, job.input_storage_options) as paths:
-            with POOL.borrow(job.process) as process:
+            with POOL.borrow(job.process, job.fork_server) as process:
                 process_name = f"{socket.gethostname()}:{process.pid}"
                 _forward(logger, process.take_init_logs())
                 outcome = process.run(paths, timeout=job.timeout, want_rows=job.append_rows)

@@ -353,6 +353,36 @@ def test_summary_only_merges_nothing(tmp_path):
     assert len(list((tmp_path / "out").glob("*.done"))) == 5
 
 
+def test_on_a_local_cluster_scoring_processes_are_forked_by_the_jobs_fork_server(
+    tmp_path, monkeypatch
+):
+    """The job's fork server is their parent and is gone after the job; switched off, the
+    workers spawn them. Either way they see the same environment (a worker's)."""
+    body = """
+        import os
+        def init(): pass
+        def run(mini_batch):
+            parent = open(f"/proc/{os.getppid()}/cmdline").read().replace("\\0", " ")
+            forked = "scoring.fork_server" in parent
+            threads = os.environ.get("OMP_NUM_THREADS")
+            return [f"{os.getppid()} {forked} {threads}"] * len(mini_batch)
+    """
+    code = write_script(tmp_path / "code", body)
+    write_inputs(tmp_path / "in", 4)
+    spec = make_spec(code, make_model(tmp_path / "m"), mini_batch_size=1)
+    seen = {}
+    for setting in ("1", "0"):
+        monkeypatch.setenv("PBE_FORK_SERVER", setting)
+        state = run_job(spec, tmp_path / "in", tmp_path / f"out-{setting}")
+        assert state.is_completed(), state.message
+        rows = rows_of(tmp_path / f"out-{setting}" / "predictions.csv")
+        seen[setting] = {tuple(row.split()) for row in rows}
+    [(server_pid, forked, threads)] = seen["1"]
+    assert forked == "True"
+    assert not Path(f"/proc/{server_pid}").exists()  # stopped with the job
+    assert {row[1:] for row in seen["0"]} == {("False", threads)}
+
+
 def test_an_existing_output_file_is_refused_before_scoring(tmp_path):
     marker = tmp_path / "scored"
     code = write_script(
