@@ -94,9 +94,10 @@ class ForkedChild:
     def __init__(self, address: str, child_read: int, child_write: int) -> None:
         self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            self._conn.settimeout(10.0)  # only a full queue makes a local connect wait
             self._conn.connect(address)
-            fds = [child_read, child_write, sys.stdout.fileno(), sys.stderr.fileno()]
-            socket.send_fds(self._conn, [FORK_REQUEST], fds)
+            # the console as a spawned process would inherit it: descriptors 1 and 2
+            socket.send_fds(self._conn, [FORK_REQUEST], [child_read, child_write, 1, 2])
         except BaseException:
             self._conn.close()
             raise

@@ -53,10 +53,21 @@ FORK_SAFE_LIBRARIES = frozenset(
 )
 
 
-def supported() -> bool:
-    """Whether this platform can run a fork server, and ``PBE_FORK_SERVER`` is not ``0``."""
+def available() -> bool:
+    """Whether this platform can run a fork server (Linux 5.3+: process descriptors)."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # an older kernel, or a sandbox without pidfd_open
+        return False
+    return True
+
+
+def enabled() -> bool:
+    """Whether jobs should use one: available, and ``PBE_FORK_SERVER`` is not ``0``."""
     switched_off = os.environ.get("PBE_FORK_SERVER", "1").lower() in ("0", "false", "no")
-    return not switched_off and sys.platform.startswith("linux") and hasattr(os, "pidfd_open")
+    return not switched_off and available()
 
 
 def preload_candidates(script: Path) -> list[str]:

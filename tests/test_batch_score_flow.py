@@ -19,6 +19,7 @@ from support import load_mnist, make_model, make_spec, write_inputs, write_pngs,
 from blocks.compute import DaskCompute
 from flows.batch_score import batch_score
 from flows.planning import plan_mini_batches
+from scoring.fork_server import available as fork_server_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -353,6 +354,7 @@ def test_summary_only_merges_nothing(tmp_path):
     assert len(list((tmp_path / "out").glob("*.done"))) == 5
 
 
+@pytest.mark.skipif(not fork_server_available(), reason="no fork server on this platform")
 def test_on_a_local_cluster_scoring_processes_are_forked_by_the_jobs_fork_server(
     tmp_path, monkeypatch
 ):

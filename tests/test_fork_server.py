@@ -16,11 +16,14 @@ from pathlib import Path
 import pytest
 from support import REPO, make_model, write_script
 
-from scoring.fork_server import ForkServer, preload_candidates
+from scoring.fork_server import ForkServer, available, preload_candidates
 from scoring.process import ScoringFailure, ScoringProcess
 from scoring.spec import ScoringProcessSpec
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not available(), reason="no fork server on this platform"),
+]
 
 
 def spec_for(tmp_path: Path, code: Path, **overrides) -> ScoringProcessSpec:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from support import make_model, write_script
 
-from scoring.fork_server import ForkServer
+from scoring.fork_server import ForkServer, available
 from scoring.pool import ScoringProcessPool
 from scoring.process import ScoringFailure, ScoringProcess
 from scoring.spec import ScoringProcessSpec
@@ -65,7 +65,10 @@ class Origin:
         return ScoringProcess(spec, self.server(spec))
 
 
-@pytest.fixture(params=["spawned", "forked"])
+NO_FORK_SERVER = pytest.mark.skipif(not available(), reason="no fork server on this platform")
+
+
+@pytest.fixture(params=["spawned", pytest.param("forked", marks=NO_FORK_SERVER)])
 def origin(request):
     origin = Origin(forked=request.param == "forked")
     yield origin
