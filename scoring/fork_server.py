@@ -38,6 +38,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from scoring.children import FORK_REQUEST, OWN_PROCESS_GROUP
 from scoring.spec import ScoringProcessSpec
@@ -180,6 +181,8 @@ class _Server:
         while True:
             for key, _ in self.selector.select():
                 kind = key.data
+                if self.selector.get_map().get(key.fd) is not key:
+                    continue  # released earlier in this round (a hang-up and an exit at once)
                 if kind == "lifeline":
                     self.close()
                     return 0
@@ -299,11 +302,14 @@ def _preload(modules: list[str]) -> None:
             continue
 
 
-def main(argv: list[str]) -> int:
-    """``main([_, listener_fd, lifeline_fd, *modules])``: preload, then serve.
+def main(argv: list[str]) -> NoReturn:
+    """``main([_, listener_fd, lifeline_fd, *modules])``: preload, then serve until told.
 
     The flow bound the socket already, so requests that arrive while this imports wait.
     """
     server = _Server(int(argv[1]), int(argv[2]))
     _preload(argv[3:])
-    return server.serve()
+    code = server.serve()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # no interpreter clean-up: with torch imported it takes about a second
