@@ -23,6 +23,7 @@ from flows.finish import merge_output, reduce_results
 from flows.inputs import list_input
 from flows.job import ScoringJob
 from flows.planning import plan_mini_batches
+from flows.processes import fork_server_for
 from flows.report import write_report
 from flows.resolve import ResolvedDeployment, resolve_endpoint, resolve_spec
 from flows.results import JobResult
@@ -166,7 +167,7 @@ def batch_score(
         )
     )
     try:
-        with runner:
+        with fork_server_for(runner, job, len(plan), logger) as job, runner:
             clock = time.monotonic()
             runner.client  # noqa: B018 - starts the cluster, or connects to it
             cluster_seconds = time.monotonic() - clock

@@ -122,7 +122,7 @@ def score_all(
     """Run every mini-batch (one Prefect task each) and return their results by index."""
     client = runner.client
     clear_stop(client, job.name)
-    with job_processes(runner, job, len(plan), logger) as job:
+    with job_processes(client, job, len(plan), logger):
         results = _score(client, runner, job, plan, max_retries, budget, logger, on_progress)
     for mini_batch in plan:
         if mini_batch.index not in results:

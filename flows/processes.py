@@ -1,10 +1,10 @@
-"""A job's scoring processes on the cluster: started early, from a fork server where possible.
+"""A job's scoring processes: started early, and forked from the job's fork server if local.
 
-When the job reaches the cluster the flow asks each worker to start its scoring processes
-at once instead of on its first mini-batch; for a cluster on the flow's own machine it
-first starts the job's fork server (:mod:`scoring.fork_server`) for them to fork from.
-At the end the workers shut down their idle processes (calling ``shutdown()``) and the
-fork server stops.
+For a cluster the flow starts on its own machine, the job's fork server
+(:mod:`scoring.fork_server`) starts before the cluster. When the job reaches the cluster
+each worker starts its scoring processes at once instead of on its first mini-batch. At the
+end the workers shut down their idle processes (calling ``shutdown()``) and the fork server
+stops.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Iterator
 
+import dask
 import distributed
 
 from flows.job import ScoringJob
@@ -25,33 +26,74 @@ from scoring.spec import ScoringProcessSpec
 
 
 @contextlib.contextmanager
-def job_processes(
+def fork_server_for(
     runner: ScoringTaskRunner,
     job: ScoringJob,
     mini_batches: int,
     logger: logging.Logger | logging.LoggerAdapter,
 ) -> Iterator[ScoringJob]:
-    """Start the job's scoring processes; yield the job as its tasks should see it."""
-    client = runner.client
-    counts = _processes_per_worker(client, mini_batches)
+    """Start the job's fork server before its cluster, when the runner will start a local one.
+
+    The server imports the script's libraries while the cluster starts and the job is
+    submitted. Only for two or more processes starting at once: one gains nothing from it.
+    Yields the job as its tasks should see it; stops the server when the job is done.
+    """
+    workers = runner.local_worker_threads
     server = None
-    if sum(counts.values()) >= 2 and runner.cluster_on_this_machine and fork_server.enabled():
-        server = _start_fork_server(client, job, sorted(counts)[0], logger)
-    if server is not None:
-        job = dataclasses.replace(job, fork_server=server.address)
-    try:
-        if counts:  # a launch that fails here fails again, and is reported, in the mini-batch
-            client.run(
-                _prepare_on_worker, job.process, counts, job.fork_server,
-                workers=list(counts), on_error="ignore",
+    if workers is not None and min(workers, mini_batches) >= 2 and fork_server.enabled():
+        try:
+            server = fork_server.ForkServer(
+                job.process, job.process.environment(local_worker_environment())
             )
+        except OSError as exc:  # e.g. no room for the socket: workers spawn their processes
+            logger.warning("No fork server (%s); scoring processes are spawned.", exc)
+    if server is None:
         yield job
-        for worker, errors in client.run(_close_job_processes, job.name).items():
-            for error in errors:
-                logger.warning("%s on %s", error, worker)
+        return
+    try:
+        yield dataclasses.replace(job, fork_server=server.address)
     finally:
-        if server is not None:
-            server.stop()
+        server.stop()
+
+
+def local_worker_environment() -> dict[str, str]:
+    """The environment Dask's nanny gives a local worker process, so that forked scoring
+    processes see what spawned ones would: ours, with ``distributed.nanny.pre-spawn-environ``
+    and ``distributed.nanny.environ`` for what is not set (thread limits such as
+    ``OMP_NUM_THREADS=1``, which libraries read when imported) and Dask's hash seed."""
+    environment = dict(os.environ)
+    pre_spawn = _configured("distributed.nanny.pre-spawn-environ")
+    if pre_spawn.get("PYTHONHASHSEED") in (None, "0"):
+        pre_spawn["PYTHONHASHSEED"] = "6640"
+    environment.update(pre_spawn)
+    environment.update(_configured("distributed.nanny.environ"))
+    return environment
+
+
+def _configured(key: str) -> dict[str, str]:
+    """A Dask environment setting; variables already set in ours win, as in Dask."""
+    configured = dask.config.get(key, default={}) or {}
+    return {k: os.environ.get(k, str(v)) for k, v in configured.items() if v is not None}
+
+
+@contextlib.contextmanager
+def job_processes(
+    client: distributed.Client,
+    job: ScoringJob,
+    mini_batches: int,
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> Iterator[None]:
+    """Start the job's scoring processes on the workers now; shut idle ones down after."""
+    counts = _processes_per_worker(client, mini_batches)
+    if counts:  # a launch that fails here fails again, and is reported, in the mini-batch
+        client.run(
+            _prepare_on_worker, job.process, counts, job.fork_server,
+            workers=list(counts), on_error="ignore",
+        )
+    yield
+    for worker, errors in client.run(_close_job_processes, job.name).items():
+        for error in errors:
+            logger.warning("%s on %s", error, worker)
 
 
 def _processes_per_worker(client: distributed.Client, mini_batches: int) -> dict[str, int]:
@@ -70,30 +112,6 @@ def _processes_per_worker(client: distributed.Client, mini_batches: int) -> dict
             counts[address] = count
             remaining -= count
     return counts
-
-
-def _start_fork_server(
-    client: distributed.Client,
-    job: ScoringJob,
-    worker: str,
-    logger: logging.Logger | logging.LoggerAdapter,
-) -> fork_server.ForkServer | None:
-    """The job's fork server, for workers on this machine that start two or more processes
-    at once (one start gains nothing from it).
-
-    It gets a worker's environment (Dask sets thread limits such as ``OMP_NUM_THREADS``
-    in its workers) so that forked processes see what spawned ones would.
-    """
-    environment = client.run(_environment, workers=[worker])[worker]
-    try:
-        return fork_server.ForkServer(job.process, job.process.environment(environment))
-    except OSError as exc:  # e.g. no room for the socket: workers spawn their processes
-        logger.warning("Could not start a fork server (%s); scoring processes are spawned.", exc)
-        return None
-
-
-def _environment() -> dict[str, str]:
-    return dict(os.environ)
 
 
 def _prepare_on_worker(

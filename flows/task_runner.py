@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Sequence
@@ -67,9 +68,14 @@ class ScoringTaskRunner(DaskTaskRunner):
         return super().__enter__()
 
     @property
-    def cluster_on_this_machine(self) -> bool:
-        """Whether the workers run on the flow's machine: a ``LocalCluster`` started here."""
-        return isinstance(self._cluster, distributed.LocalCluster)
+    def local_worker_threads(self) -> int | None:
+        """Worker threads of the ``LocalCluster`` this runner starts; None for other clusters."""
+        if self.address is not None or self.cluster_class is not None:
+            return None
+        kwargs = self.cluster_kwargs or {}
+        if "n_workers" not in kwargs:
+            return os.cpu_count() or 1
+        return int(kwargs["n_workers"]) * int(kwargs.get("threads_per_worker") or 1)
 
     def submit(  # type: ignore[override]
         self,

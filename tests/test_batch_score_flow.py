@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -359,30 +360,46 @@ def test_on_a_local_cluster_scoring_processes_are_forked_by_the_jobs_fork_server
     tmp_path, monkeypatch
 ):
     """The job's fork server is their parent and is gone after the job; switched off, the
-    workers spawn them. Either way they see the same environment (a worker's)."""
+    workers spawn them. Either way they see the same environment."""
     body = """
-        import os
+        import json, os
         def init(): pass
         def run(mini_batch):
-            parent = open(f"/proc/{os.getppid()}/cmdline").read().replace("\\0", " ")
-            forked = "scoring.fork_server" in parent
-            threads = os.environ.get("OMP_NUM_THREADS")
-            return [f"{os.getppid()} {forked} {threads}"] * len(mini_batch)
+            parent = open(f"/proc/{os.getppid()}/cmdline").read()
+            out = os.environ["AZUREML_BI_OUTPUT_PATH"]
+            with open(os.path.join(out, f"env-{os.getpid()}.json"), "w") as file:
+                json.dump(dict(os.environ), file)
+            return [f"{os.getppid()} {'scoring.fork_server' in parent}"] * len(mini_batch)
     """
     code = write_script(tmp_path / "code", body)
     write_inputs(tmp_path / "in", 4)
-    spec = make_spec(code, make_model(tmp_path / "m"), mini_batch_size=1)
-    seen = {}
+    spec = make_spec(
+        code, make_model(tmp_path / "m"), mini_batch_size=1, max_concurrency_per_instance=2
+    )
+    parents, environments = {}, {}
     for setting in ("1", "0"):
         monkeypatch.setenv("PBE_FORK_SERVER", setting)
-        state = run_job(spec, tmp_path / "in", tmp_path / f"out-{setting}")
+        output = tmp_path / f"out-{setting}"
+        state = run_job(spec, tmp_path / "in", output)
         assert state.is_completed(), state.message
-        rows = rows_of(tmp_path / f"out-{setting}" / "predictions.csv")
-        seen[setting] = {tuple(row.split()) for row in rows}
-    [(server_pid, forked, threads)] = seen["1"]
+        parents[setting] = {tuple(row.split()) for row in rows_of(output / "predictions.csv")}
+        environments[setting] = [json.loads(f.read_text()) for f in output.glob("env-*.json")]
+    [(server_pid, forked)] = parents["1"]  # both processes forked by one server
     assert forked == "True"
     assert not Path(f"/proc/{server_pid}").exists()  # stopped with the job
-    assert {row[1:] for row in seen["0"]} == {("False", threads)}
+    assert len(parents["0"]) == 2 and {row[1] for row in parents["0"]} == {"False"}
+    # Not compared: the job's own output folder and Dask's internal parent pid; and what
+    # this test process changes after its local workers' fork server (which spawned workers
+    # copy their environment from) started: pytest's and prefect.testing's variables, ours.
+    ignored = {
+        "AZUREML_BI_OUTPUT_PATH", "__DASK_PARENT_PID",
+        "PYTEST_CURRENT_TEST", "COLUMNS", "LINES", "PBE_FORK_SERVER",
+    }
+    seen = [
+        {k: v for k, v in env.items() if k not in ignored}
+        for env in environments["1"] + environments["0"]
+    ]
+    assert len(seen) == 4 and all(env == seen[0] for env in seen)
 
 
 def test_an_existing_output_file_is_refused_before_scoring(tmp_path):
