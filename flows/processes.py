@@ -43,7 +43,7 @@ def fork_server_for(
     if workers is not None and min(workers, mini_batches) >= 2 and fork_server.enabled():
         try:
             server = fork_server.ForkServer(
-                job.process, job.process.environment(local_worker_environment())
+                job.process, job.process.environment(_local_worker_environment())
             )
         except OSError as exc:  # e.g. no room for the socket: workers spawn their processes
             logger.warning("No fork server (%s); scoring processes are spawned.", exc)
@@ -56,7 +56,7 @@ def fork_server_for(
         server.stop()
 
 
-def local_worker_environment() -> dict[str, str]:
+def _local_worker_environment() -> dict[str, str]:
     """The environment Dask's nanny gives a local worker process, so that forked scoring
     processes see what spawned ones would: ours, with ``distributed.nanny.pre-spawn-environ``
     and ``distributed.nanny.environ`` for what is not set (thread limits such as
