@@ -212,3 +212,15 @@ def test_a_worker_that_gives_up_on_a_queued_request_leaves_no_process(tmp_path, 
     settled.kill()
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
     assert children == []
+
+
+def test_the_servers_environment_is_what_dasks_nanny_gives_a_local_worker(monkeypatch):
+    from flows.processes import _local_worker_environment
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    environment = _local_worker_environment()
+    assert environment["OMP_NUM_THREADS"] == "1"  # Dask's pre-spawn default
+    assert environment["MKL_NUM_THREADS"] == "3"  # a variable already set wins, as in Dask
+    assert environment["PYTHONHASHSEED"] == "6640"  # Dask's fixed hash seed for workers
