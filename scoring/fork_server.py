@@ -55,13 +55,21 @@ FORK_SAFE_LIBRARIES = frozenset(
 
 
 def available() -> bool:
-    """Whether this platform can run a fork server (Linux 5.3+: process descriptors)."""
+    """Whether this platform can run a fork server (Linux 5.4+: process descriptors)."""
     if not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"):
         return False
     try:
-        os.close(os.pidfd_open(os.getpid()))
+        pidfd = os.pidfd_open(os.getpid())
     except OSError:  # an older kernel, or a sandbox without pidfd_open
         return False
+    try:  # waiting through a pidfd: our own pid is not our child (ECHILD) where supported
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+    except ChildProcessError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(pidfd)
     return True
 
 
