@@ -28,7 +28,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import importlib
-import logging
 import os
 import selectors
 import signal
@@ -42,8 +41,6 @@ from typing import NoReturn
 
 from scoring.children import FORK_REQUEST, OWN_PROCESS_GROUP
 from scoring.spec import ScoringProcessSpec
-
-logger = logging.getLogger(__name__)
 
 #: Libraries that are safe to import before a fork: they start no threads at import, or
 #: stop and restart them around ``fork()`` (OpenBLAS), or defer their device set-up to
