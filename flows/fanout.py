@@ -123,7 +123,7 @@ def score_all(
     client = runner.client
     clear_stop(client, job.name)
     with job_processes(client, job, len(plan), logger):
-        results = _score(client, runner, job, plan, max_retries, budget, logger, on_progress)
+        results = _score(runner, job, plan, max_retries, budget, logger, on_progress)
     for mini_batch in plan:
         if mini_batch.index not in results:
             results[mini_batch.index] = MiniBatchResult.canceled(mini_batch.index, len(mini_batch))
@@ -131,7 +131,6 @@ def score_all(
 
 
 def _score(
-    client: distributed.Client,
     runner: ScoringTaskRunner,
     job: ScoringJob,
     plan: Sequence[MiniBatch],
@@ -141,6 +140,7 @@ def _score(
     on_progress: ProgressCallback | None,
 ) -> dict[int, MiniBatchResult]:
     """Submit the mini-batches and collect their results until done or over the threshold."""
+    client = runner.client
     task = score_mini_batch.with_options(retries=max_retries - 1)
     submitted = runner.submit_many(
         task, [{"job": job, "mini_batch": mini_batch} for mini_batch in plan]

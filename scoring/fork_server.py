@@ -115,7 +115,6 @@ class ForkServer:
 
     def __init__(self, spec: ScoringProcessSpec, environment: dict[str, str]) -> None:
         """Start the server; it listens at once (workers' requests queue while it imports)."""
-        self.spec = spec
         self._directory = tempfile.mkdtemp(prefix="pbe-fork-")
         self.address = os.path.join(self._directory, "socket")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
