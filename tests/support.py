@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,21 @@ from blocks.spec import ModelDeploymentSpec, parse_deployment
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+
+
+def process_ended(pid: int, within: float = 10.0) -> bool:
+    """Whether process ``pid`` has ended (gone, or a zombie) within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def write_script(folder: Path, body: str, name: str = "score.py") -> Path:

@@ -10,11 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from support import REPO, make_model, write_script
+from support import REPO, make_model, process_ended, write_script
 
 from scoring.fork_server import ForkServer, available, preload_candidates
 from scoring.process import ScoringFailure, ScoringProcess
@@ -51,17 +50,12 @@ def servers():
         server.stop()
 
 
-def _gone(pid: int, within: float = 10.0) -> bool:
-    """Whether ``pid`` has ended (reaped, or a zombie) within ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-                return True
-        except OSError:
-            return True
-        time.sleep(0.05)
-    return False
+def probe(process: ScoringProcess) -> list[str]:
+    """Run PROBE's one-row mini-batch in ``process``, then kill it; the row's fields."""
+    try:
+        return process.run(["x"], timeout=30, want_rows=True).rows.decode().split()
+    finally:
+        process.kill()
 
 
 def test_only_fork_safe_libraries_the_script_imports_are_preloaded(tmp_path):
@@ -144,11 +138,11 @@ def test_the_scoring_process_of_a_worker_that_dies_is_killed(tmp_path, servers):
     )
     try:
         scoring_pid = int(worker.stdout.readline())
-        assert not _gone(scoring_pid, within=0.5)
+        assert not process_ended(scoring_pid, within=0.5)
     finally:
         worker.kill()
         worker.wait()
-    assert _gone(scoring_pid)
+    assert process_ended(scoring_pid)
 
 
 def test_stopping_the_server_ends_its_processes(tmp_path, servers):
@@ -157,7 +151,7 @@ def test_stopping_the_server_ends_its_processes(tmp_path, servers):
     process = ScoringProcess(spec, server.address)
     process.start()
     server.stop()
-    assert _gone(process.pid)
+    assert process_ended(process.pid)
     with pytest.raises(ScoringFailure) as info:
         process.run(["x"], timeout=30, want_rows=True)
     assert info.value.category == "process_died"
@@ -171,10 +165,7 @@ def test_without_its_server_a_process_is_spawned(tmp_path, servers, caplog):
     process = ScoringProcess(spec, server.address)
     with caplog.at_level(logging.WARNING, logger="scoring.process"):
         process.start()
-    try:
-        pid, parent, *_ = process.run(["x"], timeout=30, want_rows=True).rows.decode().split()
-    finally:
-        process.kill()
+    _, parent, *_ = probe(process)
     assert int(parent) == os.getpid()
     assert f"fork server {server.address} unavailable" in caplog.text
 
@@ -191,10 +182,7 @@ def test_a_server_that_ends_before_forking_leaves_the_worker_to_spawn(tmp_path, 
     os.kill(server.pid, signal.SIGKILL)
     with caplog.at_level(logging.WARNING, logger="scoring.process"):
         process.wait_ready()
-    try:
-        _, parent, *_ = process.run(["x"], timeout=30, want_rows=True).rows.decode().split()
-    finally:
-        process.kill()
+    _, parent, *_ = probe(process)
     assert int(parent) == os.getpid()
     assert "ended before forking" in caplog.text
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import make_model, write_script
+from support import make_model, process_ended, write_script
 
 from scoring.fork_server import ForkServer, available
 from scoring.pool import ScoringProcessPool
@@ -196,13 +196,6 @@ def test_a_hung_run_is_stopped_by_killing_its_process(tmp_path, body, origin):
 
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 def test_a_killed_process_takes_its_children_and_shares_the_workers_session(tmp_path, origin):
     """It leads its own process group, so a kill ends what the script started too; it stays
     in the worker's session, so Linux schedules it with the job (autogroup), not beside it."""
@@ -219,10 +212,7 @@ def test_a_killed_process_takes_its_children_and_shares_the_workers_session(tmp_
         child = int(process.run(["x"], timeout=30, want_rows=True).rows)
     finally:
         process.kill()
-    deadline = time.monotonic() + 10
-    while not _gone(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _gone(child)
+    assert process_ended(child)
 
 
 def test_a_killed_process_is_reported_with_its_signal(tmp_path, origin):
