@@ -50,6 +50,18 @@ def servers():
         server.stop()
 
 
+def queued_request(tmp_path: Path, servers, start_seconds: int):
+    """A request launched while the server still starts (a ``sitecustomize`` that sleeps
+    ``start_seconds``), so it waits in the socket's queue; the spec, server and process."""
+    slow = tmp_path / "slow-start"
+    write_script(slow, f"import time\ntime.sleep({start_seconds})\n", name="sitecustomize.py")
+    spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
+    server = servers(spec, {**spec.environment(), "PYTHONPATH": str(slow)})
+    process = ScoringProcess(spec, server.address)
+    process.launch()
+    return spec, server, process
+
+
 def probe(process: ScoringProcess) -> list[str]:
     """Run PROBE's one-row mini-batch in ``process``, then kill it; the row's fields."""
     try:
@@ -173,12 +185,7 @@ def test_without_its_server_a_process_is_spawned(tmp_path, servers, caplog):
 def test_a_server_that_ends_before_forking_leaves_the_worker_to_spawn(tmp_path, servers, caplog):
     """A request waits in the socket's queue while the server imports; if the server ends
     first, the request is not lost: the worker spawns the process itself."""
-    slow = tmp_path / "slow-start"
-    write_script(slow, "import time\ntime.sleep(60)\n", name="sitecustomize.py")
-    spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
-    server = servers(spec, {**spec.environment(), "PYTHONPATH": str(slow)})
-    process = ScoringProcess(spec, server.address)
-    process.launch()
+    _, server, process = queued_request(tmp_path, servers, start_seconds=60)
     os.kill(server.pid, signal.SIGKILL)
     with caplog.at_level(logging.WARNING, logger="scoring.process"):
         process.wait_ready()
@@ -188,12 +195,7 @@ def test_a_server_that_ends_before_forking_leaves_the_worker_to_spawn(tmp_path, 
 
 
 def test_a_worker_that_gives_up_on_a_queued_request_leaves_no_process(tmp_path, servers):
-    slow = tmp_path / "slow-start"
-    write_script(slow, "import time\ntime.sleep(2)\n", name="sitecustomize.py")
-    spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
-    server = servers(spec, {**spec.environment(), "PYTHONPATH": str(slow)})
-    process = ScoringProcess(spec, server.address)
-    process.launch()
+    spec, server, process = queued_request(tmp_path, servers, start_seconds=2)
     process.kill()  # queued, not yet forked: the server forks, sees the hang-up, kills it
     settled = ScoringProcess(spec, server.address)  # served after the first request
     settled.start()
