@@ -16,8 +16,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
-
 NOOP_SCRIPT = """
 def init():
     pass

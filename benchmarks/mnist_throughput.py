@@ -1,6 +1,6 @@
 """MNIST throughput: the flow's scoring phase against the same script in a plain loop.
 
-10,000 real MNIST digits (PNG files written from ``../shared/data/mnist``), the example's
+10,000 real MNIST digits (PNG files written from ``examples/mnist/data``), the example's
 torch deployment script (seed style: one image per forward pass), 2 scoring processes, at
 ``mini_batch_size`` 10 and 100. The baseline is the same script called in one process over
 the same mini-batches, in the same run. ``ratio = loop seconds / flow seconds`` (flow
@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 from _common import (
-    MNIST_DIR,
     REPO,
     deployment_spec,
     isolated_prefect,
@@ -45,8 +44,6 @@ def prepare(root: Path, images: int) -> tuple[Path, Path]:
         [
             sys.executable,
             str(REPO / "examples/mnist/data.py"),
-            "--mnist-dir",
-            str(MNIST_DIR),
             "--out",
             str(inputs),
             "--count",
@@ -60,8 +57,6 @@ def prepare(root: Path, images: int) -> tuple[Path, Path]:
         [
             sys.executable,
             str(REPO / "examples/mnist/train.py"),
-            "--mnist-dir",
-            str(MNIST_DIR),
             "--out",
             str(models),
             "--framework",

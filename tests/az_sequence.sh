@@ -4,7 +4,8 @@
 # with `pbe` written where the original has `az ml`. Differences from the original, all
 # in what is given to the commands, none in the commands themselves:
 #   - the models are trained here (examples/mnist/train.py, few epochs) on the MNIST files
-#     in $MNIST_DIR, and the input is a local folder of $COUNT PNGs, not a public URL;
+#     bundled in examples/mnist/data (or $MNIST_DIR), and the input is a local folder of
+#     $COUNT PNGs, not a public URL;
 # Environment: PBE_HOME (the workspace), MNIST_DIR, WORK (scratch folder), COUNT,
 # FRAMEWORKS ("torch keras" or "torch"). Every job is checked; the script exits non-zero
 # at the first unexpected result.
@@ -13,7 +14,6 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
 EXAMPLE="$REPO/examples/mnist"
-MNIST_DIR="${MNIST_DIR:-$REPO/../shared/data/mnist}"
 WORK="${WORK:-$(mktemp -d)}"
 COUNT="${COUNT:-40}"
 FRAMEWORKS="${FRAMEWORKS:-torch keras}"
@@ -46,10 +46,10 @@ check_predictions() {  # <file> <rows>: az ml's append_row format, one row per i
 }
 
 step "Preparing the models and a folder of $COUNT PNGs"
-"$PYTHON" "$EXAMPLE/train.py" --mnist-dir "$MNIST_DIR" --out "$WORK/models" \
+"$PYTHON" "$EXAMPLE/train.py" --out "$WORK/models" \
   --framework "$([[ "$FRAMEWORKS" == *keras* ]] && echo both || echo torch)" \
   --train-count 2000 --epochs 2
-"$PYTHON" "$EXAMPLE/data.py" --mnist-dir "$MNIST_DIR" --out "$WORK/sample" --count "$COUNT"
+"$PYTHON" "$EXAMPLE/data.py" --out "$WORK/sample" --count "$COUNT"
 INPUT="$WORK/sample"
 
 ENDPOINT_SUFIX=$(tr -dc 'a-z0-9' </dev/urandom | head -c 5 || true)

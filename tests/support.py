@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
+import functools
+import importlib.util
 import textwrap
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,7 @@ import numpy as np
 from blocks.spec import ModelDeploymentSpec, parse_deployment
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+EXAMPLE = REPO / "examples" / "mnist"
 
 
 def process_ended(pid: int, within: float = 10.0) -> bool:
@@ -82,12 +84,25 @@ def make_spec(
     )
 
 
+@functools.cache
+def mnist_data() -> ModuleType:
+    """The example's ``data.py`` (the MNIST loader that checks the bundled files' sums)."""
+    spec = importlib.util.spec_from_file_location("mnist_example_data", EXAMPLE / "data.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def _mnist_test_set() -> tuple[np.ndarray, np.ndarray]:
+    images, labels, _ = mnist_data().load_mnist()  # $MNIST_DIR, else examples/mnist/data
+    return images, labels
+
+
 def load_mnist(count: int, *, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``count`` real MNIST test digits (uint8 28×28) and their labels."""
-    images = np.frombuffer(
-        gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz").read()[16:], np.uint8
-    ).reshape(-1, 28, 28)
-    labels = np.frombuffer(gzip.open(MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read()[8:], np.uint8)
+    images, labels = _mnist_test_set()
     return images[start : start + count], labels[start : start + count]
 
 

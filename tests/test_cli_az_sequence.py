@@ -1,7 +1,7 @@
 """The az ml MNIST sequence (tests/az_sequence.sh) run with ``pbe`` on real MNIST digits.
 
-Trains small torch (and, when TensorFlow is installed, Keras) models on
-``../shared/data/mnist``, then registers, deploys, invokes (default, with an output path
+Trains small torch (and, when TensorFlow is installed, Keras) models on the MNIST test set
+bundled in ``examples/mnist/data``, then registers, deploys, invokes (default, with an output path
 and file name, with ``--mini-batch-size 20 --instance-count 5``, a non-default deployment
 by name, a switched default), streams, lists, downloads and deletes, checking each job.
 """
@@ -18,19 +18,16 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 
 
 def _frameworks() -> str:
     return "torch keras" if importlib.util.find_spec("tensorflow") else "torch"
 
 
-@pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
-                    reason="MNIST files not found at ../shared/data/mnist")
 def test_az_ml_sequence(pbe_workspace, tmp_path: Path):
     pytest.importorskip("torch")
     env = {**pbe_workspace.env, "WORK": str(tmp_path), "COUNT": "40",
-           "MNIST_DIR": str(MNIST_DIR), "FRAMEWORKS": _frameworks(), "PYTHON": sys.executable}
+           "FRAMEWORKS": _frameworks(), "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(REPO / "tests" / "az_sequence.sh")], env=env,
                           capture_output=True, text=True, timeout=840, cwd=str(tmp_path))
     log = done.stdout + done.stderr

@@ -1,7 +1,7 @@
 """The MNIST example (examples/mnist): its data helpers, its two trained models and their
 scoring scripts, run the way a batch job runs them (``init()`` then ``run(paths)``).
 
-Training uses the real MNIST test set from ``../shared/data/mnist`` (first 8,000 images train,
+Training uses the real MNIST test set bundled in ``examples/mnist/data`` (first 8,000 images train,
 last 2,000 are held out); each model trains once per module, in seconds, on 2 threads.
 """
 
@@ -33,7 +33,7 @@ with contextlib.suppress(ImportError):
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mnist"
-MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+MNIST_DIR = EXAMPLE / "data"
 TRAIN_COUNT = 8000
 MIN_ACCURACY = 0.97
 # images scored through the scripts: held-out ones, never seen in training
@@ -88,8 +88,6 @@ def train_mod():
 
 @pytest.fixture(scope="module")
 def mnist(data_mod):
-    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"MNIST test set not found in {MNIST_DIR}")
     images, labels, _ = data_mod.load_mnist(MNIST_DIR)
     return images, labels
 
@@ -166,15 +164,45 @@ def test_load_mnist_missing_files(data_mod, tmp_path):
         data_mod.load_mnist(tmp_path)
 
 
-def test_load_mnist_without_folder_falls_back_to_sklearn(data_mod, monkeypatch):
-    # offline: the quick network check fails, so no torchvision download is attempted
-    monkeypatch.setattr(data_mod, "_network_reachable", lambda *a, **k: False)
-    images, labels, description = data_mod.load_mnist(None)
+def test_load_mnist_reads_the_bundled_files_by_default(data_mod, monkeypatch):
+    monkeypatch.delenv("MNIST_DIR", raising=False)
+    images, labels, description = data_mod.load_mnist()
+    assert images.shape == (10000, 28, 28) and str(MNIST_DIR) in description
+
+
+def test_load_mnist_follows_mnist_dir(data_mod, tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        data_mod.load_mnist()
+
+
+def test_load_mnist_checks_the_sums(data_mod, tmp_path):
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "SHA256SUMS"):
+        (tmp_path / name).write_bytes((MNIST_DIR / name).read_bytes())
+    labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(labels) as fh:
+        raw = bytearray(fh.read())
+    raw[8] = (raw[8] + 1) % 10  # one label changed: still a valid IDX file
+    with gzip.open(labels, "wb") as fh:
+        fh.write(bytes(raw))
+    with pytest.raises(data_mod.MnistFormatError, match=r"t10k-labels-idx1-ubyte\.gz: SHA-256"):
+        data_mod.load_mnist(tmp_path)
+
+
+def test_sklearn_digits_only_when_asked(data_mod):
+    images, labels, description = data_mod.load_digits("sklearn")
     assert images.shape == (1797, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (1797,) and labels.dtype == np.uint8
     assert set(labels.tolist()) == set(range(10))
     assert images.max() == 255 and images[:, :4].max() == 0  # 0-255, digit centred
     assert "scikit-learn" in description
+
+
+def test_download_offline_says_what_to_do(data_mod, monkeypatch):
+    # the quick network check is the seam: this machine may or may not be online
+    monkeypatch.setattr(data_mod, "_network_reachable", lambda *a, **k: False)
+    with pytest.raises(ConnectionError, match="bundled test set"):
+        data_mod.load_digits("download")
 
 
 def test_write_pngs_and_labels(data_mod, mnist, tmp_path):
@@ -198,7 +226,7 @@ def test_write_pngs_and_labels(data_mod, mnist, tmp_path):
 
 def test_data_cli(data_mod, mnist, tmp_path, capsys):
     out = tmp_path / "sample"
-    argv = ["--mnist-dir", str(MNIST_DIR), "--out", str(out), "--count", "5", "--start", "10"]
+    argv = ["--out", str(out), "--count", "5", "--start", "10"]  # the bundled files
     assert data_mod.main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(10, 15)]
     labels_csv = tmp_path / "sample_labels.csv"  # next to the folder, not inside it
@@ -218,6 +246,19 @@ def test_train_cli_writes_model_and_metrics(train_mod, mnist, tmp_path, capsys):
     assert metrics["torch"]["heldout_images"] == 2000
     assert 0.5 < metrics["torch"]["heldout_accuracy"] <= 1.0
     assert "held-out accuracy" in capsys.readouterr().out
+
+
+def test_train_and_data_cli_on_sklearn_digits_when_asked(train_mod, data_mod, tmp_path, capsys):
+    argv = ["--source", "sklearn", "--out", str(tmp_path), "--framework", "torch", "--epochs", "2"]
+    assert train_mod.main(argv) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["torch"]["train_images"] == 1437  # the first 80 % of 1,797
+    assert metrics["torch"]["heldout_images"] == 360
+    assert "scikit-learn" in metrics["data"]
+    out = tmp_path / "digits"
+    argv = ["--source", "sklearn", "--out", str(out), "--count", "3", "--start", "heldout"]
+    assert data_mod.main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["01437.png", "01438.png", "01439.png"]
 
 
 def test_torch_model_accuracy(torch_model):

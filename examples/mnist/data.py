@@ -1,10 +1,14 @@
 """MNIST digits for the batch-endpoint example: load them, write them as a folder of PNGs.
 
+The digits are the real MNIST test set that the repository carries in ``examples/mnist/data/``
+(checked against its ``SHA256SUMS`` when read); ``$MNIST_DIR`` or ``--mnist-dir`` chooses
+another folder of IDX files. A torchvision download (``--source download``) or scikit-learn's
+bundled 8x8 digits (``--source sklearn``) are used only when asked for.
+
 Importable as a plain module (put ``examples/mnist`` on ``sys.path``; ``import data``) and
 runnable::
 
-    python examples/mnist/data.py --mnist-dir ../shared/data/mnist \
-        --out examples/mnist/.work/sample --count 100
+    python examples/mnist/data.py --out examples/mnist/.work/sample --count 100
 
 writes ``00000.png`` … ``00099.png`` into ``--out`` and a labels CSV *next to* that folder
 (``examples/mnist/.work/sample_labels.csv``), never inside it: a batch job scores every file
@@ -17,6 +21,7 @@ import argparse
 import contextlib
 import csv
 import gzip
+import hashlib
 import os
 import socket
 import sys
@@ -33,6 +38,13 @@ SUBSETS = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 }
+
+#: The MNIST test set that ships with the repository (see its README for source and licence).
+BUNDLED_DIR = Path(__file__).resolve().parent / "data"
+#: Where the digits come from: a folder of IDX files, a torchvision download, scikit-learn.
+SOURCES = ("folder", "download", "sklearn")
+#: train.py trains on the first 8,000 images; the rest are held out (and scored by run.sh)
+DEFAULT_TRAIN_COUNT = 8000
 
 # where torchvision downloads MNIST from; used only for the quick "are we online" check
 _TORCHVISION_HOST = ("ossci-datasets.s3.amazonaws.com", 443)
@@ -103,6 +115,35 @@ def read_idx_labels(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=8).copy()
 
 
+def default_folder() -> Path:
+    """``$MNIST_DIR`` when set, else the test set bundled in ``examples/mnist/data/``."""
+    chosen = os.environ.get("MNIST_DIR")
+    return Path(chosen).expanduser() if chosen else BUNDLED_DIR
+
+
+def verify_checksums(folder: Path) -> None:
+    """Check the files that ``folder/SHA256SUMS`` lists (those present); no list, no check."""
+    sums = folder / "SHA256SUMS"
+    if not sums.is_file():
+        return
+    for line in sums.read_text().splitlines():
+        expected, _, name = line.strip().partition("  ")
+        path = folder / name.lstrip("*")
+        if not expected or not path.is_file():
+            continue
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != expected:
+            raise MnistFormatError(
+                f"{path}: SHA-256 {actual} does not match {expected} in {sums} "
+                "(a damaged or replaced file; restore it with `git checkout -- {path}`)"
+            )
+
+
+def default_train_count(total: int) -> int:
+    """Images train.py trains on by default: 8,000 of MNIST's 10,000, else the first 80 %."""
+    return DEFAULT_TRAIN_COUNT if total > DEFAULT_TRAIN_COUNT * 1.2 else int(total * 0.8)
+
+
 def _load_subset(folder: Path, subset: str) -> tuple[np.ndarray, np.ndarray, str]:
     image_stem, label_stem = SUBSETS[subset]
     image_path, label_path = _find_idx(folder, image_stem), _find_idx(folder, label_stem)
@@ -111,6 +152,7 @@ def _load_subset(folder: Path, subset: str) -> tuple[np.ndarray, np.ndarray, str
         raise FileNotFoundError(
             f"{folder}: no MNIST {subset} files {', '.join(m + '[.gz]' for m in missing)}"
         )
+    verify_checksums(image_path.parent)
     images, labels = read_idx_images(image_path), read_idx_labels(label_path)
     if len(images) != len(labels):
         raise MnistFormatError(
@@ -123,28 +165,20 @@ def _load_subset(folder: Path, subset: str) -> tuple[np.ndarray, np.ndarray, str
 
 
 def load_mnist(
-    source: str | os.PathLike | None, *, subset: str = "auto"
+    source: str | os.PathLike | None = None, *, subset: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """Return ``(images uint8 [N,28,28], labels uint8 [N], description)``.
+    """Return ``(images uint8 [N,28,28], labels uint8 [N], description)`` from a folder.
 
     ``source`` is a folder with the IDX files (``t10k-images-idx3-ubyte.gz``,
     ``t10k-labels-idx1-ubyte.gz``, and optionally ``train-images-idx3-ubyte.gz`` /
     ``train-labels-idx1-ubyte.gz``; uncompressed files and torchvision's ``MNIST/raw`` layout
-    are accepted too). ``subset``: ``"test"``, ``"train"``, ``"all"`` (train then test) or
-    ``"auto"`` — the test set when it is there (it is what the example and its tests use),
-    else the train set.
-
-    With ``source=None``: download MNIST with ``torchvision.datasets.MNIST`` into a cache folder
-    (``$PBE_MNIST_CACHE`` or ``~/.cache/pbe-mnist``) after a quick network check, and when that
-    is impossible fall back to scikit-learn's bundled 8x8 digits scaled up to MNIST's format.
-    ``description`` says which source was used.
+    are accepted too); ``None`` means :func:`default_folder`. A ``SHA256SUMS`` file in the
+    folder is checked. ``subset``: ``"test"``, ``"train"``, ``"all"`` (train then test) or
+    ``"auto"`` — the test set when it is there, else the train set.
     """
     if subset not in ("auto", "test", "train", "all"):
         raise ValueError(f"subset must be auto, test, train or all, not {subset!r}")
-    if source is None:
-        return _load_without_folder(subset)
-
-    folder = Path(source).expanduser()
+    folder = default_folder() if source is None else Path(source).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"MNIST folder {folder} does not exist")
     if subset == "auto":
@@ -157,6 +191,19 @@ def load_mnist(
         np.concatenate([p[1] for p in parts]),
         " + ".join(p[2] for p in parts),
     )
+
+
+def load_digits(
+    source: str = "folder", folder: str | os.PathLike | None = None, *, subset: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The digits from one of :data:`SOURCES`: ``folder`` (default), ``download``, ``sklearn``."""
+    if source == "folder":
+        return load_mnist(folder, subset=subset)
+    if source == "download":
+        return download_mnist(subset)
+    if source == "sklearn":
+        return load_sklearn_digits()
+    raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
 
 
 def _network_reachable(host_port: tuple[str, int] = _TORCHVISION_HOST) -> bool:
@@ -177,27 +224,30 @@ def _default_socket_timeout(seconds: float):
         socket.setdefaulttimeout(previous)
 
 
-def _load_without_folder(subset: str) -> tuple[np.ndarray, np.ndarray, str]:
+def download_mnist(subset: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+    """MNIST through ``torchvision.datasets.MNIST`` into ``$PBE_MNIST_CACHE`` (or
+    ``~/.cache/pbe-mnist``): the train set for ``subset="train"``, else the test set."""
     cache = Path(os.environ.get("PBE_MNIST_CACHE", Path.home() / ".cache" / "pbe-mnist"))
-    why = "network unreachable"
-    if _network_reachable():
-        try:
-            import torchvision
+    hint = "use the bundled test set (the default) or --source sklearn"
+    if not _network_reachable():
+        raise ConnectionError(f"cannot download MNIST: {_TORCHVISION_HOST[0]} unreachable; {hint}")
+    import torchvision
 
-            train = subset == "train"
-            with _default_socket_timeout(30):
-                dataset = torchvision.datasets.MNIST(root=str(cache), train=train, download=True)
-            images = dataset.data.numpy().astype(np.uint8)
-            labels = dataset.targets.numpy().astype(np.uint8)
-            name = "train" if train else "test"
-            description = f"MNIST {name} set ({len(images)} images) via torchvision in {cache}"
-            return images, labels, description
-        except Exception as exc:  # any failure (offline, proxy, bad download): fall back
-            why = f"torchvision download failed: {type(exc).__name__}: {exc}"
-    return load_sklearn_digits(reason=why)
+    train = subset == "train"
+    try:
+        with _default_socket_timeout(30):
+            dataset = torchvision.datasets.MNIST(root=str(cache), train=train, download=True)
+    except Exception as exc:  # offline, proxy, bad download: one line that says what to do
+        raise ConnectionError(
+            f"cannot download MNIST into {cache}: {type(exc).__name__}: {exc}; {hint}"
+        ) from exc
+    images = dataset.data.numpy().astype(np.uint8)
+    labels = dataset.targets.numpy().astype(np.uint8)
+    name = "train" if train else "test"
+    return images, labels, f"MNIST {name} set ({len(images)} images) via torchvision in {cache}"
 
 
-def load_sklearn_digits(*, reason: str = "") -> tuple[np.ndarray, np.ndarray, str]:
+def load_sklearn_digits() -> tuple[np.ndarray, np.ndarray, str]:
     """scikit-learn's bundled 1,797 digits (8x8, values 0-16) in MNIST's format.
 
     Each digit is rescaled to 0-255, resized with Pillow to 20x20 and centred on a 28x28 black
@@ -217,8 +267,6 @@ def load_sklearn_digits(*, reason: str = "") -> tuple[np.ndarray, np.ndarray, st
         f"scikit-learn load_digits fallback ({len(images)} 8x8 digits resized to 28x28, "
         "not real MNIST)"
     )
-    if reason:
-        description += f"; MNIST not available: {reason}"
     return images, labels, description
 
 
@@ -289,19 +337,36 @@ def default_labels_csv(folder: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------- CLI
 
 
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--mnist-dir`` and ``--source``, shared by data.py and train.py."""
+    parser.add_argument(
+        "--mnist-dir",
+        help="folder with the MNIST IDX .gz files (default: $MNIST_DIR, else the test set "
+        f"bundled in {BUNDLED_DIR.relative_to(BUNDLED_DIR.parents[2])})",
+    )
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="folder",
+        help="folder: IDX files (default); download: MNIST via torchvision (online only); "
+        "sklearn: scikit-learn's 1,797 8x8 digits resized to 28x28 (not real MNIST)",
+    )
+
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Write MNIST digits as a folder of PNGs (the input of a batch job) and "
         "their labels as a CSV next to that folder."
     )
-    parser.add_argument(
-        "--mnist-dir",
-        help="folder with the MNIST IDX .gz files (e.g. ../shared/data/mnist); without it, "
-        "torchvision download, else scikit-learn's small digits",
-    )
+    add_source_arguments(parser)
     parser.add_argument("--out", required=True, help="folder to write the PNGs into")
     parser.add_argument("--count", type=int, required=True, help="number of PNGs to write")
-    parser.add_argument("--start", type=int, default=0, help="index of the first image")
+    parser.add_argument(
+        "--start",
+        default="0",
+        help="index of the first image, or 'heldout': the first one train.py does not train on",
+    )
     parser.add_argument(
         "--subset",
         default="auto",
@@ -313,13 +378,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    images, labels, description = load_mnist(args.mnist_dir, subset=args.subset)
+    images, labels, description = load_digits(args.source, args.mnist_dir, subset=args.subset)
+    if args.start == "heldout":
+        start = default_train_count(len(images))
+    elif args.start.isdigit():
+        start = int(args.start)
+    else:
+        parser.error(f"--start must be an image index or 'heldout', not {args.start!r}")
     out = Path(args.out)
     labels_csv = Path(args.labels_csv) if args.labels_csv else default_labels_csv(out)
     if labels_csv.resolve().parent == out.resolve():
         parser.error("--labels-csv must not be inside --out: the batch job scores every file there")
     try:
-        paths = write_pngs(images, labels, out, start=args.start, count=args.count)
+        paths = write_pngs(images, labels, out, start=start, count=args.count)
     except ValueError as exc:
         parser.error(str(exc))
     write_labels_csv(labels_by_file(paths, labels), labels_csv)

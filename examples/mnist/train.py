@@ -1,6 +1,6 @@
 """Train the two models of the MNIST batch-endpoint example, on CPU, in seconds.
 
-    python examples/mnist/train.py --mnist-dir ../shared/data/mnist \
+    python examples/mnist/train.py \
         --out examples/mnist/.work/models [--framework torch|keras|both]
 
 writes the registered-model folders the deployments expect::
@@ -13,10 +13,11 @@ then register them (``pbe model create --name mnist-classifier-torch --type cust
 --path <out>/torch/model``); at scoring time ``AZUREML_MODEL_DIR`` is the folder holding
 ``model/``, as in Azure ML.
 
-Data: the 10,000-image MNIST test set is all there is offline, so it is split
-deterministically: the first ``--train-count`` (8,000) images train, the rest (2,000) are
-held out and only scored. Both models take raw 0-255 pixels, exactly as their scoring scripts
-feed them, and the held-out accuracy is measured on the saved model with such inputs.
+Data: the 10,000-image MNIST test set bundled in ``examples/mnist/data/`` (see data.py for
+other sources) is split deterministically: the first ``--train-count`` (8,000) images train,
+the rest (2,000) are held out and only scored. Both models take raw 0-255 pixels, exactly as
+their scoring scripts feed them, and the held-out accuracy is measured on the saved model
+with such inputs.
 """
 
 from __future__ import annotations
@@ -36,12 +37,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from data import load_mnist  # noqa: E402  (examples/mnist is sys.path[0] when run as a script)
+
+# examples/mnist is sys.path[0] when this runs as a script
+from data import (  # noqa: E402
+    DEFAULT_TRAIN_COUNT,
+    add_source_arguments,
+    default_train_count,
+    load_digits,
+)
 
 HERE = Path(__file__).resolve().parent
 TORCH_CODE = HERE / "deployment-torch" / "code"
 THREADS = 2
-DEFAULT_TRAIN_COUNT = 8000
 TORCH_EPOCHS = 40
 KERAS_EPOCHS = 8
 
@@ -300,25 +307,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Train the MNIST example's torch and Keras models on CPU."
     )
-    parser.add_argument(
-        "--mnist-dir",
-        required=True,
-        help="folder with the MNIST IDX .gz files (e.g. ../shared/data/mnist)",
-    )
+    add_source_arguments(parser)
     parser.add_argument("--out", required=True, help="folder for torch/, keras/ and metrics.json")
     parser.add_argument("--framework", choices=["torch", "keras", "both"], default="both")
     parser.add_argument(
         "--train-count",
         type=int,
-        default=DEFAULT_TRAIN_COUNT,
-        help=f"images used for training (default {DEFAULT_TRAIN_COUNT}); the rest are held out",
+        help=f"images used for training (default {DEFAULT_TRAIN_COUNT} of MNIST's 10,000, or "
+        "the first 80 %% of a smaller set); the rest are held out",
     )
     parser.add_argument("--epochs", type=int, help="override the framework's default epochs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    images, labels, description = load_mnist(args.mnist_dir)
+    images, labels, description = load_digits(args.source, args.mnist_dir)
     print(f"data: {description}")
+    train_count = args.train_count or default_train_count(len(images))
     out = Path(args.out)
     frameworks = ["torch", "keras"] if args.framework == "both" else [args.framework]
     results = {}
@@ -328,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             images,
             labels,
             out,
-            train_count=args.train_count,
+            train_count=train_count,
             epochs=args.epochs,
             seed=args.seed,
         )
@@ -343,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  register: pbe model create --name mnist-classifier-{framework} "
             f"--type custom_model --path {metrics['model_folder']}"
         )
-    print(f"metrics: {write_metrics(out, results, description, args.train_count)}")
+    print(f"metrics: {write_metrics(out, results, description, train_count)}")
     return 0
 
 
