@@ -7,32 +7,50 @@
 # their first rows, each deployment's accuracy against the labels, and the job names to
 # look up in the Prefect UI.
 #
-# Settings (environment): MNIST_DIR (IDX files; default ../shared/data/mnist from the
-# repository root, else downloaded/fallback, see data.py), COUNT (digits to score, default
-# 1000) and START (first digit, default 8000: train.py trains on the first 8000 of the
-# 10,000 test digits, so the default scores held-out ones), WORK (scratch folder), PBE_HOME
-# (the pbe workspace, default ~/.pbe).
+# Settings (environment): MNIST_DIR (a folder of IDX files; default: the test set bundled in
+# examples/mnist/data), MNIST_SOURCE (folder, the default; download: MNIST via torchvision,
+# online only; sklearn: scikit-learn's small digits, not real MNIST), COUNT (digits to score,
+# default 1000, 300 for sklearn) and START (first digit, default "heldout": the first one
+# train.py did not train on), WORK (scratch folder), PBE_HOME (the pbe workspace, default
+# ~/.pbe).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
 PYTHON="${PYTHON:-python}"
-COUNT="${COUNT:-1000}"
-START="${START:-8000}"
+MNIST_SOURCE="${MNIST_SOURCE:-folder}"
+if [[ "$MNIST_SOURCE" == sklearn ]]; then COUNT="${COUNT:-300}"; else COUNT="${COUNT:-1000}"; fi
+START="${START:-heldout}"
 WORK="${WORK:-$HERE/.work}"
-MNIST_DIR="${MNIST_DIR:-$REPO/../shared/data/mnist}"
-MNIST_ARGS=()
-if [[ -d "$MNIST_DIR" ]]; then
-  MNIST_ARGS=(--mnist-dir "$MNIST_DIR")
-else
-  START=0  # a downloaded or fallback data set has its own split (see data.py)
-fi
+DATA_ARGS=(--source "$MNIST_SOURCE")
+if [[ -n "${MNIST_DIR:-}" ]]; then DATA_ARGS+=(--mnist-dir "$MNIST_DIR"); fi
 if ! command -v pbe >/dev/null 2>&1; then
   pbe() { "$PYTHON" -m deployments.cli "$@"; }
 fi
 
-step() { echo; echo "=== $*"; }
+# Each step says what it does and, when the next one starts, how long it took.
+RUN_STARTED=$EPOCHREALTIME
+STEP_NAME=""
+STEP_STARTED=$EPOCHREALTIME
+TIMINGS=()
+seconds_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+end_step() {
+  [[ -n "$STEP_NAME" ]] || return 0
+  local took
+  took=$(seconds_since "$STEP_STARTED")
+  echo "--- done in $took s"
+  TIMINGS+=("$(printf '%7s s  %s' "$took" "$STEP_NAME")")
+  STEP_NAME=""
+}
+step() {
+  end_step
+  STEP_NAME="$*"
+  STEP_STARTED=$EPOCHREALTIME
+  echo
+  echo "=== $*"
+}
+trap 'echo "run.sh: \"$STEP_NAME\" failed after $(seconds_since "$STEP_STARTED") s" >&2' ERR
 wait_for() {  # <job>: follow the job's logs; stop the example if it did not complete
+  echo "waiting for job $1 (follow it: pbe job stream -n $1)"
   pbe job stream -n "$1" >/dev/null
   local status
   status=$(pbe job show -n "$1" --query status -o tsv)
@@ -41,12 +59,14 @@ wait_for() {  # <job>: follow the job's logs; stop the example if it did not com
 }
 output_of() { pbe job show -n "$1" --query outputs.score.path -o tsv; }
 
-step "Training the models and writing $COUNT digits as PNG files"
+step "Training the torch and Keras models on CPU"
 mkdir -p "$WORK"
-"$PYTHON" "$HERE/train.py" "${MNIST_ARGS[@]}" --out "$WORK/models" --framework both
+"$PYTHON" "$HERE/train.py" "${DATA_ARGS[@]}" --out "$WORK/models" --framework both
+
+step "Writing $COUNT held-out digits as PNG files (the job's input folder)"
 rm -rf "$WORK/digits" "$WORK/digits_labels.csv"
-"$PYTHON" "$HERE/data.py" "${MNIST_ARGS[@]}" --out "$WORK/digits" --count "$COUNT" --start "$START" \
-  --labels-csv "$WORK/digits_labels.csv"
+"$PYTHON" "$HERE/data.py" "${DATA_ARGS[@]}" --out "$WORK/digits" --count "$COUNT" \
+  --start "$START" --labels-csv "$WORK/digits_labels.csv"
 INPUT="$WORK/digits"
 
 ENDPOINT_SUFIX=$(tr -dc 'a-z0-9' </dev/urandom | head -c 5 || true)
@@ -113,8 +133,13 @@ step "Deleting the torch deployment and the endpoint (job outputs are kept)"
 pbe batch-deployment delete --name mnist-torch-dpl --endpoint-name "$ENDPOINT_NAME" --yes
 pbe batch-endpoint delete --name "$ENDPOINT_NAME" --yes
 
+end_step
 "$PYTHON" "$HERE/report.py" --labels "$WORK/digits_labels.csv" \
   "mnist-torch-dpl=$TORCH_OUT/predictions.csv@$TORCH_JOB" \
   "mnist-keras-dpl=$KERAS_OUT/predictions.csv@$KERAS_JOB" \
   "default (keras)=$DEFAULT_OUT/predictions.csv@$DEFAULT_JOB"
 echo "Look the jobs up in the Prefect UI: pbe job show -n <job> --web"
+echo
+echo "Time per step:"
+printf '%s\n' "${TIMINGS[@]}"
+echo "Total: $(seconds_since "$RUN_STARTED") s"
