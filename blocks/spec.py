@@ -41,6 +41,7 @@ __all__ = [
     "ModelDeploymentSpec",
     "ModelReference",
     "ResourceSettings",
+    "SpecModel",
     "RetrySettings",
     "load_deployment_yaml",
     "load_endpoint_yaml",
@@ -134,7 +135,7 @@ _EndpointName = Annotated[str, _name_rule("endpoint")]
 _DeploymentName = Annotated[str, _name_rule("deployment")]
 
 
-class _Spec(BaseModel):
+class SpecModel(BaseModel):
     """Base of the spec models: unknown keys are refused, ``$schema`` is ignored."""
 
     model_config = ConfigDict(extra="forbid")
@@ -147,14 +148,14 @@ class _Spec(BaseModel):
         return data
 
 
-class RetrySettings(_Spec):
+class RetrySettings(SpecModel):
     """How a failed or timed-out mini-batch is retried."""
 
     max_retries: _Count = Field(3, description="Attempts in total for one mini-batch.")
     timeout: _Seconds = Field(30, description="Seconds allowed for one run() call.")
 
 
-class DeploymentSettings(_Spec):
+class DeploymentSettings(SpecModel):
     """The ``settings:`` block of a model deployment (or the legacy root-level keys)."""
 
     max_concurrency_per_instance: _Count = Field(1, description="Scoring processes per node.")
@@ -185,14 +186,14 @@ class DeploymentSettings(_Spec):
         return self.output_file_name or DEFAULT_OUTPUT_FILE_NAME
 
 
-class CodeConfiguration(_Spec):
+class CodeConfiguration(SpecModel):
     """Where the scoring script lives: ``code`` is its folder, ``scoring_script`` its file."""
 
     code: str = Field(min_length=1, description="Folder holding the scoring script.")
     scoring_script: str = Field(min_length=1, description="Script file, relative to code.")
 
 
-class EnvironmentSpec(_Spec):
+class EnvironmentSpec(SpecModel):
     """An inline environment ``{name, image, conda_file}`` or a string ``reference``."""
 
     name: str | None = None
@@ -203,7 +204,7 @@ class EnvironmentSpec(_Spec):
     reference: str | None = Field(None, description="e.g. 'azureml:my-env:1'.")
 
 
-class ModelReference(_Spec):
+class ModelReference(SpecModel):
     """A registered model: ``azureml:<name>:<version>`` or ``azureml:<name>@latest``."""
 
     name: str
@@ -229,7 +230,7 @@ class ModelReference(_Spec):
         return f"azureml:{self.name}{suffix}"
 
 
-class InlineModel(_Spec):
+class InlineModel(SpecModel):
     """A model given inline (``{name, path, type}``); deploying it registers a new version."""
 
     name: str
@@ -271,19 +272,19 @@ _ModelField = Annotated[
 ]
 
 
-class ResourceSettings(_Spec):
+class ResourceSettings(SpecModel):
     """``resources:`` of a deployment."""
 
     instance_count: _Count = Field(1, description="Nodes per job.")
 
 
-class EndpointDefaults(_Spec):
+class EndpointDefaults(SpecModel):
     """``defaults:`` of an endpoint."""
 
     deployment_name: _DeploymentName | None = Field(None, description="Runs when none is named.")
 
 
-class EndpointSpec(_Spec):
+class EndpointSpec(SpecModel):
     """A batch endpoint (``endpoint.yml``)."""
 
     name: _EndpointName
@@ -293,7 +294,7 @@ class EndpointSpec(_Spec):
     defaults: EndpointDefaults = Field(default_factory=EndpointDefaults)
 
 
-class JobSettings(_Spec):
+class JobSettings(SpecModel):
     """The effective settings of one job: deployment settings with invoke overrides applied."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -328,7 +329,7 @@ class JobSettings(_Spec):
         return self.instance_count * self.max_concurrency_per_instance
 
 
-class ModelDeploymentSpec(_Spec):
+class ModelDeploymentSpec(SpecModel):
     """A model batch deployment (``deployment.yml``), in the ``settings:`` or legacy layout."""
 
     name: _DeploymentName

@@ -20,7 +20,13 @@ from blocks.errors import SpecError
 from blocks.spec import _SETTINGS_KEYS, EndpointSpec, InlineModel, ModelDeploymentSpec
 from blocks.spec_errors import at_line, spec_error
 
-__all__ = ["load_deployment_yaml", "load_endpoint_yaml", "parse_deployment", "parse_endpoint"]
+__all__ = [
+    "load_deployment_yaml",
+    "load_endpoint_yaml",
+    "load_yaml_spec",
+    "parse_deployment",
+    "parse_endpoint",
+]
 
 
 def parse_endpoint(data: dict, *, source: str = "<dict>") -> EndpointSpec:
@@ -37,6 +43,12 @@ def load_endpoint_yaml(path: str | os.PathLike[str]) -> EndpointSpec:
     """Read and validate an ``endpoint.yml``."""
     data, text = _read_yaml(path)
     return _parse(EndpointSpec, data, str(path), text)
+
+
+def load_yaml_spec(cls: type[Any], path: str | os.PathLike[str]) -> Any:
+    """Read a YAML file and validate it as ``cls`` (a spec model), with the same errors."""
+    data, text = _read_yaml(path)
+    return _parse(cls, data, str(path), text)
 
 
 def load_deployment_yaml(path: str | os.PathLike[str]) -> ModelDeploymentSpec:

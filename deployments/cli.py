@@ -31,6 +31,18 @@ def _model(a: Any) -> Any:
     return registry.list_models(a.name)
 
 
+def _data(a: Any) -> Any:
+    from blocks.data_assets import DataRegistry, data_spec
+
+    registry = DataRegistry()
+    if a.verb == "create":
+        return registry.create(data_spec(a.file, name=a.name, type=a.type, path=a.path,
+                                         version=a.version, description=a.description))
+    if a.verb == "show":
+        return registry.show(a.name, a.version, label=a.label)
+    return registry.list_all(a.name)
+
+
 def _compute(a: Any) -> Any:
     from deployments import computes
 
@@ -152,6 +164,7 @@ def _server(a: Any) -> Any:
 
 _HANDLERS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "model": (_model, False),
+    "data": (_data, False),
     "compute": (_compute, True),
     "datastore": (_datastore, True),
     "batch-endpoint": (_endpoint, True),
@@ -190,6 +203,7 @@ def _confirm(a: Any, what: str) -> None:
 
 _TABLE_COLUMNS = {
     "model": {"Name": "name", "Version": "version", "Type": "type", "Path": "path"},
+    "data": {"Name": "name", "Version": "version", "Type": "type", "Path": "path"},
     "compute": {"Name": "name", "Type": "type", "Min": "min_instances",
                 "Max": "max_instances", "Address": "address"},
     "datastore": {"Name": "name", "Type": "type", "Url": "url", "Default": "is_default"},

@@ -77,6 +77,25 @@ def _model(b: _Builder) -> None:
     _named(p, "model", required=False)
 
 
+def _data(b: _Builder) -> None:
+    g = b.group("data", "Data assets that jobs take as --input azureml:<name>@latest")
+    p = b.verb(g, "create", "Register a new version of a data asset (a local path is copied in)")
+    p.add_argument("-f", "--file", help="data.yml (name, version, type, path, description, tags)")
+    _named(p, "data asset (wins over the file)", required=False)
+    p.add_argument("-t", "--type", choices=["uri_folder", "uri_file"],
+                   help="uri_folder (default) or uri_file")
+    p.add_argument("-p", "--path", help="local folder or file, or a URI (s3://, https://, "
+                   "azureml://datastores/<name>/paths/...)")
+    p.add_argument("-v", "--version", help="version (default: next number)")
+    p.add_argument("-d", "--description")
+    p = b.verb(g, "show", "Show a data asset version")
+    _named(p, "data asset")
+    p.add_argument("-v", "--version")
+    p.add_argument("-l", "--label", help="latest")
+    p = b.verb(g, "list", "List data assets, or the versions of one")
+    _named(p, "data asset", required=False)
+
+
 def _compute(b: _Builder) -> None:
     g = b.group("compute", "Dask clusters that deployments run on")
     p = b.verb(g, "create", "Register a compute", wait_flag=True)
@@ -220,6 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the version")
     root = parser.add_subparsers(dest="group", metavar="GROUP")
     builder = _Builder(root)
-    for add in (_model, _compute, _datastore, _endpoint, _deployment, _job, _server):
+    for add in (_model, _data, _compute, _datastore, _endpoint, _deployment, _job, _server):
         add(builder)
     return parser

@@ -191,6 +191,7 @@ def invoke(endpoint: str, input: str, *, input_type: str = "uri_folder",
     if job_name:
         _check_free(job_name)
     job_name = job_name or f"batchjob-{uuid.uuid4()}"
+    input, input_type = _pinned_asset(input, input_type)
     input, output = _checked_locations(input, output_path or default_output_path(job_name),
                                        settings.output_file_name)
     parameters = {"input": input, "input_type": input_type, "deployment_name": resolved.name,
@@ -204,6 +205,17 @@ def invoke(endpoint: str, input: str, *, input_type: str = "uri_folder",
     return job_record(run)
 
 
+def _pinned_asset(input: str, input_type: str) -> tuple[str, str]:
+    """A data asset input as ``azureml:<name>:<version>`` (``@latest`` pinned now) and its type;
+    any other input as given."""
+    from blocks.data_assets import DataRegistry, is_reference
+
+    if not is_reference(input):
+        return input, input_type
+    asset = DataRegistry().resolve(input)
+    return f"azureml:{asset.name}:{asset.version}", asset.type
+
+
 def _checked_locations(input: str, output: str, file_name: str | None) -> tuple[str, str]:
     """Input and output as the job gets them, refused now if they are certain to fail.
 
@@ -211,11 +223,15 @@ def _checked_locations(input: str, output: str, file_name: str | None) -> tuple[
     resolves them) but an unknown datastore is an error now; a local input must exist and
     a local output file must not.
     """
+    from blocks.data_assets import DataRegistry, is_reference
     from blocks.datastore import SavedDatastores
 
     stores = SavedDatastores()
 
     def place(value: str) -> tuple[str, str | None]:
+        if is_reference(value):
+            path = DataRegistry().resolve(value).path
+            return value, None if "://" in path else path
         if value.lower().startswith("azureml:"):
             local = stores.resolve(value)[0]
             return value, None if "://" in local else local

@@ -14,7 +14,8 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
 from blocks.compute import DaskCompute
-from blocks.datastore import SavedDatastores
+from blocks.data_assets import resolve_input
+from blocks.datastore import SavedDatastores, mask
 from blocks.errors import OutputExistsError, SpecError
 from blocks.spec import JobSettings, ModelDeploymentSpec
 from blocks.workspace import default_output_path
@@ -125,7 +126,10 @@ def batch_score(
     )
     append_rows = settings.output_action == "append_row"
     datastores = SavedDatastores()
-    source = Location(*datastores.resolve(input))
+    source_uri, input_type = resolve_input(input, input_type)
+    if source_uri != input:
+        logger.info("Input %s is data asset %s (%s).", input, mask(source_uri), input_type)
+    source = Location(*datastores.resolve(source_uri))
     output = Location(*datastores.resolve(output_path or default_output_path(job_name)))
     target = output.join(settings.output_file_name) if append_rows else None
     if target is not None and target.exists():
