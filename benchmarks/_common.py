@@ -88,7 +88,7 @@ def write_files(folder: Path, count: int, content: bytes = b"x") -> Path:
 
 
 def deployment_spec(code: Path, script: str, model: Path, **settings):
-    from blocks.spec import parse_deployment
+    from blocks.spec_loading import parse_deployment
 
     return parse_deployment(
         {

@@ -16,9 +16,8 @@ from blocks.errors import (
     NotFoundError,
     SpecError,
 )
-from blocks.spec import (
-    EndpointSpec,
-    ModelDeploymentSpec,
+from blocks.spec import EndpointSpec, ModelDeploymentSpec
+from blocks.spec_loading import (
     load_deployment_yaml,
     load_endpoint_yaml,
     parse_deployment,

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from blocks.errors import SpecError
-from blocks.spec import SpecModel
+from blocks.spec import SpecModel, StrDict, VersionText
 from blocks.spec_loading import load_yaml_spec
 from blocks.versioned import VersionedStore
 
@@ -48,24 +48,11 @@ class DataAssetSpec(SpecModel):
     """The platform's data YAML (``data.schema.json``), for ``uri_folder`` and ``uri_file``."""
 
     name: str = Field(description="Asset name.")
-    version: str | None = Field(None, description="Version; the next number when left out.")
+    version: VersionText | None = Field(None, description="Version; the next number if left out.")
     description: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: StrDict = Field(default_factory=dict)
     type: DataType = Field("uri_folder", description="uri_folder (default) or uri_file.")
     path: str = Field(description="A local file/folder (relative to the YAML) or a URI.")
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _tag_text(cls, value: object) -> object:
-        if isinstance(value, dict):
-            return {str(k): str(v).lower() if isinstance(v, bool) else str(v)
-                    for k, v in value.items()}
-        return value
 
 
 def load_data_yaml(path: str | os.PathLike[str]) -> DataAssetSpec:

@@ -20,7 +20,8 @@ from prefect.blocks.core import Block
 from pydantic import Field
 
 from blocks.errors import NotFoundError
-from blocks.spec import ModelDeploymentSpec, parse_deployment
+from blocks.spec import ModelDeploymentSpec
+from blocks.spec_loading import parse_deployment
 
 if TYPE_CHECKING:
     from blocks.compute import DaskCompute

@@ -1,15 +1,20 @@
-"""``--set key.path=value`` overrides, as ``az ml ... create/update --set`` applies them."""
+"""Overrides: ``--set key.path=value`` as ``az ml … --set`` applies them, and the per-job
+settings a job may change (:class:`JobOverrides`), named in this one place."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from blocks.errors import SpecError
 
-__all__ = ["apply_set_overrides"]
+__all__ = ["JobOverrides", "apply_set_overrides"]
 
 _HINT = "Write each override as key.path=value, e.g. --set settings.mini_batch_size=20."
 
@@ -58,3 +63,80 @@ def apply_set_overrides(data: dict, assignments: list[str], *, source: str) -> d
                 )
         target[keys[-1]] = _value(raw.strip())
     return result
+
+
+def _also(*paths: str) -> Any:
+    """A per-job setting, also accepted under its deployment.yml paths in ``--set``."""
+    return field(default=None, metadata={"paths": paths})
+
+
+@dataclass(frozen=True)
+class JobOverrides:
+    """What one job may change of its deployment, as the platform allows per invocation.
+
+    Concurrency, output action, logging level and environment variables belong to the
+    deployment. Values are checked when they are applied (:mod:`blocks.job_settings`).
+    """
+
+    mini_batch_size: int | None = _also("settings.mini_batch_size")
+    instance_count: int | None = _also("resources.instance_count")
+    max_retries: int | None = _also(
+        "retry_settings.max_retries", "settings.retry_settings.max_retries"
+    )
+    timeout: int | None = _also("retry_settings.timeout", "settings.retry_settings.timeout")
+    error_threshold: int | None = _also("settings.error_threshold")
+    output_file_name: str | None = _also("settings.output_file_name", "output_dataset.file_name")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> JobOverrides:
+        """The overrides among ``values`` (flow parameters, a job's parameters); others ignored."""
+        return cls(**{name: values.get(name) for name in cls.names()})
+
+    @classmethod
+    def from_sets(cls, sets: Sequence[str] = (), **flags: Any) -> JobOverrides:
+        """``--set`` assignments (names or deployment.yml paths) and flags; flags win."""
+        keys = {path: f.name for f in dataclasses.fields(cls)
+                for path in (f.name, *f.metadata["paths"])}
+        parsed = apply_set_overrides({}, list(sets), source="--set")
+        values: dict[str, Any] = {}
+        for path, value in _leaves(parsed, keys):
+            if path not in keys:
+                raise _not_per_job(path, keys)
+            values[keys[path]] = value
+        values.update({k: v for k, v in flags.items() if v is not None})
+        return cls.from_mapping(values)
+
+    def given(self) -> dict[str, Any]:
+        """The overrides that are set, by name."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+_FIXED = ("max_concurrency_per_instance", "output_action", "logging_level",
+          "environment_variables")
+
+
+def _leaves(data: dict, keys: Mapping[str, str], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and path not in keys:
+            out.extend(_leaves(value, keys, f"{path}."))
+        else:
+            out.append((path, value))
+    return out
+
+
+def _not_per_job(path: str, keys: Mapping[str, str]) -> SpecError:
+    if path.rsplit(".", 1)[-1] in _FIXED:
+        return SpecError(
+            f"'{path}' cannot be changed per job", source="--set", key=path,
+            hint="Change it on the deployment: pbe batch-deployment update --set ...",
+        )
+    close = difflib.get_close_matches(path, list(keys), n=1)
+    hint = f"Did you mean '{close[0]}'?" if close else (
+        "Per-job settings: " + ", ".join(JobOverrides.names()) + ".")
+    return SpecError(f"unknown per-job setting '{path}'", source="--set", key=path, hint=hint)

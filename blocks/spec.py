@@ -1,10 +1,10 @@
 """Typed specs of the endpoint and batch-deployment YAML files that ``az ml`` users write.
 
-Pure code (no Prefect). The models are pydantic v2 with ``extra="forbid"``; their validators
-fail with our own message, key and hint. The boundary sits in two sibling modules that build on
-these models: :mod:`blocks.spec_loading` reads and validates the YAML files, and
-:mod:`blocks.spec_errors` turns a ``ValidationError`` into one :class:`SpecError`. The loaders
-(``parse_*``, ``load_*_yaml``) are re-exported here, so ``blocks.spec`` stays the one import.
+Pure code (no Prefect), models only. They are pydantic v2 with ``extra="forbid"``; their
+validators fail with our own message, key and hint. Modules that build on them, each importing
+only downwards: :mod:`blocks.spec_errors` turns a ``ValidationError`` into one
+:class:`SpecError`, :mod:`blocks.spec_loading` reads and validates the YAML files, and
+:mod:`blocks.job_settings` applies a job's overrides to a deployment's settings.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -38,19 +37,20 @@ __all__ = [
     "EnvironmentSpec",
     "InlineModel",
     "JobSettings",
+    "MODEL_FORMS",
+    "MODEL_TAGS",
     "ModelDeploymentSpec",
     "ModelReference",
     "ResourceSettings",
     "SpecModel",
     "RetrySettings",
-    "load_deployment_yaml",
-    "load_endpoint_yaml",
-    "parse_deployment",
-    "parse_endpoint",
+    "SETTINGS_KEYS",
+    "StrDict",
+    "VersionText",
 ]
 
 DEFAULT_OUTPUT_FILE_NAME = "predictions.csv"
-_SETTINGS_KEYS = (
+SETTINGS_KEYS = (
     "max_concurrency_per_instance",
     "mini_batch_size",
     "retry_settings",
@@ -61,7 +61,7 @@ _SETTINGS_KEYS = (
     "environment_variables",
 )
 _BAD_FILE_CHARS = '/\\~"#%&*:<>?{|}'
-_MODEL_FORMS = "'azureml:<name>:<version>' or 'azureml:<name>@latest'"
+MODEL_FORMS = "'azureml:<name>:<version>' or 'azureml:<name>@latest'"
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _MODEL_REF = re.compile(
     rf"azureml:(?P<name>{_MODEL_NAME.pattern})(?::(?P<version>[A-Za-z0-9._-]+)|@(?P<label>latest))"
@@ -108,6 +108,17 @@ def _choice(*choices: str) -> BeforeValidator:
     return BeforeValidator(fold)
 
 
+def _check_file_name_fits(action: str, file_name: str | None, hint: str) -> None:
+    """A summary_only deployment or job writes no output file, so it cannot name one."""
+    if action == "summary_only" and file_name is not None:
+        raise _fail(
+            f"output_file_name {file_name!r} cannot be used with output_action 'summary_only' "
+            "(nothing is written to an output file)",
+            key="output_file_name",
+            hint=hint,
+        )
+
+
 def _stringify_values(value: Any) -> Any:
     """YAML numbers and booleans in a str->str mapping become strings (``true`` -> "true")."""
     if not isinstance(value, dict):
@@ -125,7 +136,11 @@ def _stringify_values(value: Any) -> Any:
 _Count = Annotated[int, Field(ge=1, strict=True)]
 _Seconds = Annotated[int, Field(gt=0, strict=True)]
 _Threshold = Annotated[int, Field(ge=-1, strict=True)]
-_StrDict = Annotated[dict[str, str], BeforeValidator(_stringify_values)]
+StrDict = Annotated[dict[str, str], BeforeValidator(_stringify_values)]
+#: a version as YAML users write it: ``version: 3`` is the text "3"
+VersionText = Annotated[
+    str, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+]
 _OutputAction = Annotated[
     Literal["append_row", "summary_only"], _choice("append_row", "summary_only")
 ]
@@ -165,17 +180,12 @@ class DeploymentSettings(SpecModel):
     output_action: _OutputAction = Field("append_row", description="append_row or summary_only.")
     output_file_name: _OutputFileName | None = Field(None, description="append_row file name.")
     logging_level: _LoggingLevel = Field("info", description="warning, info or debug.")
-    environment_variables: _StrDict = Field(default_factory=dict, description="Set per process.")
+    environment_variables: StrDict = Field(default_factory=dict, description="Set per process.")
 
     @model_validator(mode="after")
     def _file_name_needs_append_row(self) -> DeploymentSettings:
-        if self.output_action == "summary_only" and self.output_file_name is not None:
-            raise _fail(
-                f"output_file_name {self.output_file_name!r} cannot be used with "
-                "output_action 'summary_only' (nothing is written to an output file)",
-                key="output_file_name",
-                hint="Remove output_file_name, or set output_action: append_row.",
-            )
+        _check_file_name_fits(self.output_action, self.output_file_name,
+                              "Remove output_file_name, or set output_action: append_row.")
         return self
 
     @property
@@ -236,13 +246,8 @@ class InlineModel(SpecModel):
     name: str
     path: str = Field(min_length=1, description="Model file or folder, relative to the YAML.")
     type: str = "custom_model"
-    version: str | None = None
+    version: VersionText | None = None
     description: str | None = None
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("name")
     @classmethod
@@ -252,12 +257,16 @@ class InlineModel(SpecModel):
         return value
 
 
-_MODEL_HINT = f"Use {_MODEL_FORMS}, or an inline mapping with name, path and type."
-_TAGS: dict[str, type[BaseModel]] = {"model-reference": ModelReference, "inline-model": InlineModel}
+_MODEL_HINT = f"Use {MODEL_FORMS}, or an inline mapping with name, path and type."
+#: the tags of the ``model:`` union (they appear in validation error locations)
+MODEL_TAGS: dict[str, type[BaseModel]] = {
+    "model-reference": ModelReference,
+    "inline-model": InlineModel,
+}
 
 
 def _bad_model(value: Any) -> str:
-    return f"invalid model {value!r}: expected {_MODEL_FORMS}, or an inline {{name, path, type}}"
+    return f"invalid model {value!r}: expected {MODEL_FORMS}, or an inline {{name, path, type}}"
 
 
 def _model_tag(value: Any) -> str:
@@ -289,7 +298,7 @@ class EndpointSpec(SpecModel):
 
     name: _EndpointName
     description: str | None = None
-    tags: _StrDict = Field(default_factory=dict)
+    tags: StrDict = Field(default_factory=dict)
     auth_mode: str | None = Field("aad_token", description="Accepted, informational.")
     defaults: EndpointDefaults = Field(default_factory=EndpointDefaults)
 
@@ -308,19 +317,21 @@ class JobSettings(SpecModel):
     output_action: _OutputAction
     output_file_name: _OutputFileName | None = None
     logging_level: _LoggingLevel
-    environment_variables: _StrDict = Field(default_factory=dict)
+    environment_variables: StrDict = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_file_name(cls, data: Any) -> Any:
+        """An append_row job writes to ``predictions.csv`` unless it names a file."""
+        if isinstance(data, dict) and data.get("output_action") == "append_row":
+            if data.get("output_file_name") is None:
+                return {**data, "output_file_name": DEFAULT_OUTPUT_FILE_NAME}
+        return data
 
     @model_validator(mode="after")
     def _file_name_matches_action(self) -> JobSettings:
-        if self.output_action == "summary_only" and self.output_file_name is not None:
-            raise _fail(
-                f"output_file_name {self.output_file_name!r} cannot be used with "
-                "output_action 'summary_only'",
-                key="output_file_name",
-                hint="Do not pass an output file name to a summary_only deployment.",
-            )
-        if self.output_action == "append_row" and self.output_file_name is None:
-            object.__setattr__(self, "output_file_name", DEFAULT_OUTPUT_FILE_NAME)
+        _check_file_name_fits(self.output_action, self.output_file_name,
+                              "Do not pass an output file name to a summary_only deployment.")
         return self
 
     @property
@@ -336,7 +347,7 @@ class ModelDeploymentSpec(SpecModel):
     endpoint_name: _EndpointName | None = Field(None, description="Else given on the CLI.")
     type: Literal["model"] = "model"
     description: str | None = None
-    tags: _StrDict = Field(default_factory=dict)
+    tags: StrDict = Field(default_factory=dict)
     model: _ModelField
     code_configuration: CodeConfiguration | None = None
     environment: EnvironmentSpec | None = None
@@ -349,7 +360,7 @@ class ModelDeploymentSpec(SpecModel):
     def _layout(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        kind, flat = data.get("type"), [k for k in _SETTINGS_KEYS if k in data]
+        kind, flat = data.get("type"), [k for k in SETTINGS_KEYS if k in data]
         if kind is None:
             if flat and "settings" in data:
                 raise _fail(
@@ -412,53 +423,3 @@ class ModelDeploymentSpec(SpecModel):
     def compute_name(self) -> str:
         """The cluster name: ``batch-cluster`` for ``azureml:batch-cluster``."""
         return self.compute.removeprefix("azureml:")
-
-    def job_settings(
-        self,
-        *,
-        mini_batch_size: int | None = None,
-        instance_count: int | None = None,
-        max_retries: int | None = None,
-        timeout: int | None = None,
-        error_threshold: int | None = None,
-        output_file_name: str | None = None,
-    ) -> JobSettings:
-        """The settings of one job; only the per-invoke overridable values can be changed."""
-        s = self.settings
-        given = {
-            "mini_batch_size": mini_batch_size,
-            "instance_count": instance_count,
-            "max_retries": max_retries,
-            "timeout": timeout,
-            "error_threshold": error_threshold,
-            "output_file_name": output_file_name,
-        }
-        values = {
-            "mini_batch_size": s.mini_batch_size,
-            "instance_count": self.resources.instance_count,
-            "max_concurrency_per_instance": s.max_concurrency_per_instance,
-            "max_retries": s.retry_settings.max_retries,
-            "timeout": s.retry_settings.timeout,
-            "error_threshold": s.error_threshold,
-            "output_action": s.output_action,
-            "output_file_name": s.output_file_name,
-            "logging_level": s.logging_level,
-            "environment_variables": dict(s.environment_variables),
-        }
-        values.update({k: v for k, v in given.items() if v is not None})
-        source = f"job overrides for deployment '{self.name}'"
-        try:
-            return JobSettings.model_validate(values)
-        except ValidationError as exc:
-            from blocks.spec_errors import spec_error  # it builds on this module, so not at the top
-
-            raise spec_error(exc, JobSettings, source) from exc
-
-
-# The loaders build on the models above, so they are imported last and re-exported (``__all__``).
-from blocks.spec_loading import (  # noqa: E402
-    load_deployment_yaml,
-    load_endpoint_yaml,
-    parse_deployment,
-    parse_endpoint,
-)

@@ -3,7 +3,7 @@
 The error names the first problem: the dotted key as the user wrote it (legacy root-level
 settings included), the bad value and what was expected, the closest valid key for a misspelt
 one, and the YAML line when the file text is known; further problems are counted and listed.
-Used by the loaders in :mod:`blocks.spec_loading` and by ``ModelDeploymentSpec.job_settings``.
+Used by the loaders in :mod:`blocks.spec_loading` and by :mod:`blocks.job_settings`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from blocks.errors import SpecError
-from blocks.spec import _MODEL_FORMS, _SETTINGS_KEYS, _TAGS, ModelDeploymentSpec
+from blocks.spec import MODEL_FORMS, MODEL_TAGS, SETTINGS_KEYS, ModelDeploymentSpec
 
 __all__ = ["at_line", "spec_error"]
 
 _MISSING_HINTS = {
     "name": "Add 'name: <name>'.",
-    "model": f"Add 'model:' as {_MODEL_FORMS}, or an inline mapping with name, path and type.",
+    "model": f"Add 'model:' as {MODEL_FORMS}, or an inline mapping with name, path and type.",
     "compute": "Add 'compute: azureml:<cluster-name>'.",
     "code": "Add the folder that holds the scoring script.",
     "scoring_script": "Add the scoring script's file name, e.g. 'batch_driver.py'.",
@@ -63,7 +63,7 @@ def spec_error(
 
 def _user_path(error: Any, moved: set[str] | frozenset[str]) -> list[str]:
     """The dotted key path as the user wrote it (no union tags; legacy keys at the root)."""
-    path = [str(part) for part in error["loc"] if part not in _TAGS]
+    path = [str(part) for part in error["loc"] if part not in MODEL_TAGS]
     if sub := (error.get("ctx") or {}).get("spec_key"):
         path.append(sub)
     if len(path) > 1 and path[0] == "settings" and path[1] in moved:
@@ -104,7 +104,7 @@ def _unknown_key(loc: tuple, root: type[BaseModel], legacy: bool) -> tuple[str, 
     bad, parent = str(loc[-1]), _model_at(root, loc[:-1])
     valid = list(parent.model_fields) if parent is not None else []
     if parent is ModelDeploymentSpec and loc[:-1] == ():
-        valid += [k if legacy else f"settings.{k}" for k in _SETTINGS_KEYS]
+        valid += [k if legacy else f"settings.{k}" for k in SETTINGS_KEYS]
     close = difflib.get_close_matches(bad, valid, n=1)
     if close:
         return (
@@ -119,8 +119,8 @@ def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The model class that validates the mapping at ``loc`` (None when it is not a model)."""
     current: type[BaseModel] | None = root
     for part in loc:
-        if part in _TAGS:
-            current = _TAGS[part]
+        if part in MODEL_TAGS:
+            current = MODEL_TAGS[part]
             continue
         field = current.model_fields.get(part) if current is not None else None
         if field is None:

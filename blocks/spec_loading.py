@@ -3,7 +3,7 @@
 ``parse_*`` validate a mapping, ``load_*_yaml`` read a YAML file first; any problem surfaces as
 ONE :class:`SpecError` that names the file, the dotted key, the bad value and the fix. A loaded
 deployment's relative paths (code folder, scoring script, conda file, inline model) are resolved
-against the folder of the YAML file and must exist. Re-exported by :mod:`blocks.spec`.
+against the folder of the YAML file and must exist. The ``blocks`` package re-exports them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from blocks.errors import SpecError
-from blocks.spec import _SETTINGS_KEYS, EndpointSpec, InlineModel, ModelDeploymentSpec
+from blocks.spec import SETTINGS_KEYS, EndpointSpec, InlineModel, ModelDeploymentSpec
 from blocks.spec_errors import at_line, spec_error
 
 __all__ = [
@@ -129,5 +129,5 @@ def _parse(cls: type[Any], data: Any, source: str, text: str | None = None) -> A
         return cls.model_validate(data)
     except ValidationError as exc:
         legacy = cls is ModelDeploymentSpec and "type" not in data
-        moved = {k for k in _SETTINGS_KEYS if k in data} if legacy else set()
+        moved = {k for k in SETTINGS_KEYS if k in data} if legacy else set()
         raise spec_error(exc, cls, source, text=text, legacy=legacy, moved=moved) from exc

@@ -33,13 +33,8 @@ from blocks.endpoint import (
 from blocks.errors import AlreadyExistsError, BatchEndpointError, SpecError
 from blocks.names import validate_name
 from blocks.overrides import apply_set_overrides
-from blocks.spec import (
-    InlineModel,
-    ModelDeploymentSpec,
-    ModelReference,
-    load_deployment_yaml,
-    parse_deployment,
-)
+from blocks.spec import InlineModel, ModelDeploymentSpec, ModelReference
+from blocks.spec_loading import load_deployment_yaml, parse_deployment
 from blocks.workspace import workspace_root
 from deployments.registry import ModelRegistry
 from scoring.environment import check_environment

@@ -25,7 +25,8 @@ from blocks.endpoint import (
 )
 from blocks.errors import AlreadyExistsError, SpecError
 from blocks.overrides import apply_set_overrides
-from blocks.spec import EndpointSpec, load_endpoint_yaml, parse_endpoint
+from blocks.spec import EndpointSpec
+from blocks.spec_loading import load_endpoint_yaml, parse_endpoint
 from blocks.workspace import workspace_root
 from deployments import api
 from deployments.batch_deployments import delete_deployment

@@ -16,10 +16,11 @@ from typing import Any
 
 from blocks.endpoint import load_endpoint
 from blocks.errors import AlreadyExistsError, InputError, NotFoundError, OutputExistsError
+from blocks.job_settings import job_settings
+from blocks.overrides import JobOverrides
 from blocks.workspace import default_output_path
 from deployments import api
 from deployments.endpoints import FLOW_NAME, prefect_deployment_name
-from deployments.invoke_overrides import job_overrides
 from flows.resolve import resolve_endpoint
 
 __all__ = ["find_job", "invoke", "job_record", "list_jobs", "status_of", "wait_for"]
@@ -84,9 +85,7 @@ def job_record(run: Any) -> dict[str, Any]:
     }
     if params.get("output_file_name"):
         properties["output_file"] = os.path.join(output, params["output_file_name"])
-    overrides = {k: params[k] for k in ("mini_batch_size", "instance_count", "max_retries",
-                                        "timeout", "error_threshold", "output_file_name")
-                 if params.get(k) is not None}
+    overrides = JobOverrides.from_mapping(params).given()
     return {
         "name": run.name,
         "display_name": run.name,
@@ -185,9 +184,9 @@ def invoke(endpoint: str, input: str, *, input_type: str = "uri_folder",
 
     block = load_endpoint(endpoint)
     resolved = resolve_endpoint(block.name, deployment_name)
-    overrides = job_overrides(sets, mini_batch_size=mini_batch_size,
-                              instance_count=instance_count)
-    settings = resolved.spec.job_settings(**overrides)
+    overrides = JobOverrides.from_sets(sets, mini_batch_size=mini_batch_size,
+                                       instance_count=instance_count)
+    settings = job_settings(resolved.spec, overrides)
     if job_name:
         _check_free(job_name)
     job_name = job_name or f"batchjob-{uuid.uuid4()}"
@@ -195,7 +194,7 @@ def invoke(endpoint: str, input: str, *, input_type: str = "uri_folder",
     input, output = _checked_locations(input, output_path or default_output_path(job_name),
                                        settings.output_file_name)
     parameters = {"input": input, "input_type": input_type, "deployment_name": resolved.name,
-                  "output_path": output, "job_name": job_name, **overrides,
+                  "output_path": output, "job_name": job_name, **overrides.given(),
                   "output_file_name": settings.output_file_name}
     run = run_deployment(
         name=prefect_deployment_name(block.name), parameters=parameters, timeout=0,

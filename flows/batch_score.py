@@ -17,6 +17,8 @@ from blocks.compute import DaskCompute
 from blocks.data_assets import resolve_input
 from blocks.datastore import SavedDatastores, mask
 from blocks.errors import OutputExistsError, SpecError
+from blocks.job_settings import job_settings
+from blocks.overrides import JobOverrides
 from blocks.spec import JobSettings, ModelDeploymentSpec
 from blocks.workspace import default_output_path
 from flows.fanout import score_all
@@ -116,14 +118,8 @@ def batch_score(
     job_name = job_name or flow_run.get_name() or "batch-job"
     resolved = _resolve(endpoint, deployment_name, deployment, compute)
     _tag_run(resolved)
-    settings = resolved.spec.job_settings(
-        mini_batch_size=mini_batch_size,
-        instance_count=instance_count,
-        max_retries=max_retries,
-        timeout=timeout,
-        error_threshold=error_threshold,
-        output_file_name=output_file_name,
-    )
+    # the per-job overrides are this flow's parameters of the same names
+    settings = job_settings(resolved.spec, JobOverrides.from_mapping(locals()))
     append_rows = settings.output_action == "append_row"
     datastores = SavedDatastores()
     source_uri, input_type = resolve_input(input, input_type)

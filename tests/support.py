@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from blocks.spec import ModelDeploymentSpec, parse_deployment
+from blocks.spec import ModelDeploymentSpec
+from blocks.spec_loading import parse_deployment
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "mnist"

@@ -512,7 +512,7 @@ def test_the_flow_reads_its_deployment_spec_from_yaml(tmp_path):
         "compute: azureml:cpu\n"
         "settings: {mini_batch_size: 3, output_file_name: out.csv}\n"
     )
-    from blocks.spec import load_deployment_yaml
+    from blocks.spec_loading import load_deployment_yaml
 
     spec = load_deployment_yaml(tmp_path / "deployment.yml")
     write_inputs(tmp_path / "in", 7)

@@ -14,8 +14,8 @@ import pytest
 
 from blocks.endpoint import compute_document_name, deployment_document_name, endpoint_document_name
 from blocks.errors import AlreadyExistsError, NotFoundError, SpecError
+from blocks.overrides import JobOverrides
 from deployments.cli_parser import build_parser
-from deployments.invoke_overrides import job_overrides
 from deployments.jobs import counts_from_message, status_of
 from deployments.output import apply_query, render
 from deployments.registry import ModelRegistry
@@ -54,14 +54,15 @@ def test_table_yaml_and_errors():
 
 
 def test_job_overrides_accept_az_ml_keys_and_refuse_the_rest():
-    assert job_overrides(["output_file_name=out.csv", "retry_settings.max_retries=2",
-                          "settings.error_threshold=-1", "timeout=9"], mini_batch_size=20) == {
+    assert JobOverrides.from_sets(["output_file_name=out.csv", "retry_settings.max_retries=2",
+                                   "settings.error_threshold=-1", "timeout=9"],
+                                  mini_batch_size=20).given() == {
         "output_file_name": "out.csv", "max_retries": 2, "error_threshold": -1, "timeout": 9,
         "mini_batch_size": 20}
     with pytest.raises(SpecError, match="cannot be changed per job"):
-        job_overrides(["settings.max_concurrency_per_instance=4"])
+        JobOverrides.from_sets(["settings.max_concurrency_per_instance=4"])
     with pytest.raises(SpecError, match="Did you mean 'timeout'"):
-        job_overrides(["timeuot=3"])
+        JobOverrides.from_sets(["timeuot=3"])
 
 
 @pytest.mark.parametrize(("state", "status"), [

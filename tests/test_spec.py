@@ -10,8 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from blocks.errors import SpecError
+from blocks.job_settings import job_settings
 from blocks.names import validate_name
-from blocks.overrides import apply_set_overrides
+from blocks.overrides import JobOverrides, apply_set_overrides
 from blocks.spec import (
     DeploymentSettings,
     EndpointSpec,
@@ -19,6 +20,8 @@ from blocks.spec import (
     JobSettings,
     ModelDeploymentSpec,
     ModelReference,
+)
+from blocks.spec_loading import (
     load_deployment_yaml,
     load_endpoint_yaml,
     parse_deployment,
@@ -481,7 +484,7 @@ def test_legacy_yaml_error_uses_the_key_as_written(tmp_path: Path) -> None:
 
 
 def test_job_settings_from_deployment(example: Path) -> None:
-    job = load_deployment_yaml(example).job_settings()
+    job = job_settings(load_deployment_yaml(example))
     assert job == JobSettings(
         mini_batch_size=10,
         instance_count=1,
@@ -501,25 +504,25 @@ def test_job_settings_from_deployment(example: Path) -> None:
 
 def test_job_settings_overrides(example: Path) -> None:
     spec = load_deployment_yaml(example)
-    job = spec.job_settings(
+    job = job_settings(spec, JobOverrides(
         mini_batch_size=20,
         instance_count=5,
         max_retries=1,
         timeout=5,
         error_threshold=0,
         output_file_name="out.csv",
-    )
+    ))
     assert (job.mini_batch_size, job.instance_count, job.process_count) == (20, 5, 10)
     assert (job.max_retries, job.timeout, job.error_threshold) == (1, 5, 0)
     assert job.output_file_name == "out.csv" and spec.settings.mini_batch_size == 10
 
 
 def test_job_settings_default_output_file_and_summary_only() -> None:
-    assert parse_deployment(BASE).job_settings().output_file_name == "predictions.csv"
+    assert job_settings(parse_deployment(BASE)).output_file_name == "predictions.csv"
     summary = parse_deployment({**BASE, "output_action": "summary_only"})
-    assert summary.job_settings().output_file_name is None
+    assert job_settings(summary).output_file_name is None
     with pytest.raises(SpecError) as info:
-        summary.job_settings(output_file_name="out.csv")
+        job_settings(summary, JobOverrides(output_file_name="out.csv"))
     assert info.value.key == "output_file_name" and "summary_only" in str(info.value)
 
 
@@ -535,7 +538,7 @@ def test_job_settings_default_output_file_and_summary_only() -> None:
 )
 def test_bad_job_overrides(override: dict, shown: str) -> None:
     with pytest.raises(SpecError) as info:
-        parse_deployment(BASE).job_settings(**override)
+        job_settings(parse_deployment(BASE), JobOverrides(**override))
     (key,) = override
     assert info.value.key == key and shown in str(info.value)
     assert "deployment 'my-dpl'" in str(info.value)
@@ -543,7 +546,7 @@ def test_bad_job_overrides(override: dict, shown: str) -> None:
 
 def test_only_overridable_settings_are_accepted() -> None:
     with pytest.raises(TypeError):
-        parse_deployment(BASE).job_settings(max_concurrency_per_instance=3)  # type: ignore[call-arg]
+        JobOverrides(max_concurrency_per_instance=3)  # type: ignore[call-arg]
 
 
 # --- --set overrides ------------------------------------------------------------------------

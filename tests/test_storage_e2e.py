@@ -25,7 +25,8 @@ from s3_server import (
 
 from blocks.datastore import Datastore, save_datastore
 from blocks.errors import InputError, OutputExistsError
-from blocks.spec import ModelDeploymentSpec, parse_deployment
+from blocks.spec import ModelDeploymentSpec
+from blocks.spec_loading import parse_deployment
 from flows.batch_score import batch_score
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
