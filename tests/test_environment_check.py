@@ -1,7 +1,9 @@
 """A deployment's conda file checked against the environment scoring runs in."""
 
 import importlib.util
+import shutil
 import sys
+import uuid
 from importlib import metadata
 from pathlib import Path
 
@@ -392,3 +394,36 @@ def test_an_azureml_package_that_is_there_is_used_untouched(tmp_path):
     finally:
         process.kill()
     assert outcome.rows == b"the real one\n"
+
+
+# --- through `pbe batch-deployment create` --------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_create_takes_the_platforms_folder_and_checks_an_mlflow_model(pbe, tiny_project,
+                                                                       tmp_path):
+    endpoint = f"envchk-{uuid.uuid4().hex[:6]}"
+    pbe.ok("batch-endpoint", "create", "--file", str(tiny_project.endpoint_yml),
+           "--name", endpoint)
+    folder = tmp_path / "platform-folder"
+    shutil.copytree(tiny_project.folder, folder, ignore=shutil.ignore_patterns("inputs"))
+    (folder / "conda.yaml").write_text(PLATFORM_MNIST_CONDA)
+    with (folder / "deployment.yml").open("a") as handle:
+        handle.write("environment: {name: env, conda_file: conda.yaml}\n")
+    create = ["batch-deployment", "create", "--file", str(folder / "deployment.yml"),
+              "--endpoint-name", endpoint]
+
+    result = pbe(*create, "--name", "platform-dpl")
+    assert result.code == 0, result.err
+    [info] = [line for line in result.err.splitlines() if line.startswith("INFO: ")]
+    assert "skipped azureml-core, azureml-dataset-runtime[fuse]" in info
+    assert "pins torch 1.13.0, which this environment cannot honour" in result.err
+
+    model = mlflow_model(tmp_path / "mlflow-model",
+                         "mlflow-surely-missing==2.9.2\nazureml-mlflow==1.54.0\n")
+    name = f"mlflow-{uuid.uuid4().hex[:6]}"
+    pbe.ok("model", "create", "--name", name, "--type", "mlflow_model", "--path", str(model))
+    result = pbe(*create, "--name", "mlflow-dpl", "--set", f"model=azureml:{name}@latest")
+    assert result.code == 1, result.err
+    assert "requirements.txt: the scoring environment lacks mlflow-surely-missing" in result.err
+    assert "Hint: pip install mlflow-surely-missing" in result.err
