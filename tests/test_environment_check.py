@@ -20,6 +20,8 @@ from scoring.environment import (
     parse_requirement,
     read_conda_file,
 )
+from scoring.fork_server import ForkServer
+from scoring.fork_server import available as fork_server_available
 from scoring.process import ScoringFailure, ScoringProcess
 from scoring.spec import ScoringProcessSpec
 
@@ -349,16 +351,29 @@ SDK_MESSAGE = (
 @pytest.mark.skipif(importlib.util.find_spec("azureml") is not None,
                     reason="an azureml package is installed here")
 @pytest.mark.timeout(120)
-def test_a_script_importing_the_sdk_fails_its_attempt_saying_so(tmp_path):
-    at_init = sdk_spec(tmp_path / "a", "from azureml.core import Run\n"
-                       "def init(): pass\ndef run(mb): return mb\n")
-    with pytest.raises(ScoringFailure) as info:
-        ScoringProcess(at_init).start()
+@pytest.mark.parametrize("forked", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not fork_server_available(), reason="no fork server on this platform"))])
+def test_a_script_importing_the_sdk_at_init_fails_saying_so(tmp_path, forked):
+    spec = sdk_spec(tmp_path, "import numpy\nfrom azureml.core import Run\n"
+                    "def init(): pass\ndef run(mb): return mb\n")
+    server = ForkServer(spec, spec.environment()) if forked else None
+    try:
+        with pytest.raises(ScoringFailure) as info:
+            ScoringProcess(spec, server.address if server else None).start()
+    finally:
+        if server is not None:
+            server.stop()
     assert info.value.category == "init_error"
     assert info.value.detail == f"ModuleNotFoundError: {SDK_MESSAGE}"
     assert info.value.missing_module == "azureml.core"
 
-    in_run = sdk_spec(tmp_path / "b", """
+
+@pytest.mark.skipif(importlib.util.find_spec("azureml") is not None,
+                    reason="an azureml package is installed here")
+@pytest.mark.timeout(120)
+def test_a_script_importing_the_sdk_in_run_fails_its_mini_batch_saying_so(tmp_path):
+
+    in_run = sdk_spec(tmp_path, """
         import importlib.util
         def init():
             assert importlib.util.find_spec("azureml") is None  # probes still see nothing
