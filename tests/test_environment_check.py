@@ -372,7 +372,6 @@ def test_a_script_importing_the_sdk_at_init_fails_saying_so(tmp_path, forked):
                     reason="an azureml package is installed here")
 @pytest.mark.timeout(120)
 def test_a_script_importing_the_sdk_in_run_fails_its_mini_batch_saying_so(tmp_path):
-
     in_run = sdk_spec(tmp_path, """
         import importlib.util
         def init():
