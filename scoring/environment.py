@@ -228,12 +228,27 @@ def _conda_requirement(text: str) -> Requirement | None:
         return None
     if "::" in spec:
         spec = spec.split("::", 1)[1]
+    spec, _, brackets = spec.partition("[")  # numpy[version='>=1.20,<2', build=py*]
     end = min((i for i, ch in enumerate(spec) if ch in _CONDA_NAME_END), default=len(spec))
     name, rest = spec[:end], spec[end:].strip()
     if not name:
         raise ValueError(f"no package name in {text!r}")
     version, build = _conda_version_and_build(rest)
+    keys = _bracket_keys(brackets.rstrip().removesuffix("]"))
+    version, build = keys.get("version", version), keys.get("build", build)
     return Requirement(name=_pip_name(name), specifiers=_conda_specifiers(version, build))
+
+
+def _bracket_keys(text: str) -> dict[str, str]:
+    """The ``key=value`` pairs of a conda spec's bracket section (values may be quoted)."""
+    keys: dict[str, str] = {}
+    lexer = shlex.shlex(text, posix=True, punctuation_chars="=,")
+    lexer.wordchars += ".*<>!~|-+"
+    tokens = list(lexer)
+    for i in range(len(tokens) - 2):
+        if tokens[i + 1] == "=" and (i == 0 or tokens[i - 1] == ","):
+            keys[tokens[i]] = tokens[i + 2]
+    return keys
 
 
 def _conda_version_and_build(rest: str) -> tuple[str, str | None]:

@@ -103,6 +103,7 @@ def test_matching_python_gives_no_warning(tmp_path):
         ("numpy=1.21.*", True, "numpy", "==1.21.*"),
         ("numpy>=1.20,<2", True, "numpy", "<2,>=1.20"),
         ("numpy 1.25|1.26", True, "numpy", "==1.25 | ==1.26"),
+        ("conda-forge::numpy[version='>=1.20,<2', build=py*]", True, "numpy", "<2,>=1.20"),
         ("numpy", True, "numpy", ""),
         ("scikit_learn>=1.0", False, "scikit-learn", ">=1.0"),
         ("pandas==2.1.0 ; python_version > '3'", False, "pandas", "==2.1.0"),
