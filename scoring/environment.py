@@ -22,6 +22,7 @@ its ``conda.yaml`` when it has none (:func:`check_model_folder`).
 from __future__ import annotations
 
 import platform
+import re
 import shlex
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -205,7 +206,7 @@ def parse_requirement(text: str, *, conda: bool) -> Requirement | None:
     line = _strip_comment(text)
     if not line or line.startswith("-"):
         return None
-    line = line.split(" --", 1)[0].strip()  # per-requirement options: --hash=…, --config-…
+    line = re.split(r"\s+(?=-)", line, maxsplit=1)[0]  # per-line options: --hash=…, -f URL
     try:
         req = PipRequirement(line)
     except InvalidRequirement:

@@ -109,6 +109,8 @@ def test_matching_python_gives_no_warning(tmp_path):
         ("pandas==2.1.0 ; python_version > '3'", False, "pandas", "==2.1.0"),
         ("Pillow[avif]~=10.0  # images", False, "pillow", "~=10.0"),
         ("torch==2.4.0 --hash=sha256:0123", False, "torch", "==2.4.0"),
+        ("torch==1.13.0+cu117 -f https://download.pytorch.org/whl", False, "torch",
+         "==1.13.0+cu117"),
         ("mylib @ https://example.invalid/mylib-1.0-py3-none-any.whl", False, "mylib", ""),
         ("git+https://example.invalid/x.git", False, None, None),
         ("./wheels/local-1.0.tar.gz", False, None, None),
