@@ -2,7 +2,8 @@
 
 ``create`` reads ``deployment.yml`` (paths relative to its folder; ``--set`` overrides;
 ``--endpoint-name``/``--name`` win over the YAML), checks that the endpoint and the compute
-exist, checks ``environment.conda_file`` against the scoring environment, pins the model
+exist, checks ``environment.conda_file`` (and an MLflow model's ``requirements.txt``)
+against the scoring environment, pins the model
 (``@latest`` becomes a version now; an inline model registers a new version), copies the
 code folder to ``<workspace>/snapshots/<endpoint>/<deployment>/<id>`` and saves a
 ``BatchDeployment`` block. Later edits of the user's folder do not change a deployment;
@@ -37,7 +38,7 @@ from blocks.spec import InlineModel, ModelDeploymentSpec, ModelReference
 from blocks.spec_loading import load_deployment_yaml, parse_deployment
 from blocks.workspace import workspace_root
 from deployments.registry import ModelRegistry
-from scoring.environment import check_environment
+from scoring.environment import EnvironmentReport, check_environment, check_model_folder
 
 __all__ = [
     "create_deployment",
@@ -112,11 +113,15 @@ def _absolute_paths(spec: ModelDeploymentSpec, folder: Path, source: str) -> Mod
 
 
 def _pin_model(spec: ModelDeploymentSpec, registry: ModelRegistry) -> dict[str, Any]:
+    """The model version the deployment uses; an MLflow model's environment checked first."""
     model = spec.model
     if isinstance(model, InlineModel):
+        _check_model_environment(model.path)
         return registry.create(model.name, model.path, version=model.version, type=model.type,
                                description=model.description)
-    return registry.show(model.name, model.version, label=model.label)
+    pinned = registry.show(model.name, model.version, label=model.label)
+    _check_model_environment(pinned["path"])
+    return pinned
 
 
 def _snapshot(code: str, endpoint: str, deployment: str) -> str:
@@ -135,14 +140,28 @@ def _check_environment(spec: ModelDeploymentSpec) -> None:
     """Check ``environment.conda_file`` against the scoring environment (see scoring.environment).
 
     Missing packages fail with the ``pip install`` line that fixes them; differing pins and
-    pins a running environment cannot honour are printed as warnings on stderr.
+    pins a running environment cannot honour are printed as warnings on stderr, and what
+    was skipped (Azure ML's own runtime packages) as one info line.
     """
     if spec.environment is None or not spec.environment.conda_file:
         return
-    report = check_environment(spec.environment.conda_file)
+    _report_environment(check_environment(spec.environment.conda_file))
+
+
+def _check_model_environment(path: str | os.PathLike[str]) -> None:
+    """Check an MLflow model folder's ``requirements.txt``/``conda.yaml`` the same way."""
+    report = check_model_folder(path)
+    if report is not None:
+        _report_environment(report)
+
+
+def _report_environment(report: EnvironmentReport) -> None:
+    """Fail on missing packages; print warnings and info lines on stderr."""
     report.raise_for_missing()
     for line in report.messages():
         print(f"WARNING: {line}", file=sys.stderr)
+    for line in report.notes():
+        print(f"INFO: {line}", file=sys.stderr)
 
 
 def _block(spec: ModelDeploymentSpec, endpoint: BatchEndpoint,
@@ -159,6 +178,7 @@ def _block(spec: ModelDeploymentSpec, endpoint: BatchEndpoint,
     same_model = previous is not None and str(spec.model) == previous.spec.get("model")
     if same_model:
         model = {"name": previous.model_name, "version": previous.model_version}
+        _check_model_environment(previous.model_dir)
     else:
         model = _pin_model(spec, ModelRegistry())
     code_dir = previous.code_dir if same_code else _snapshot(code, endpoint.name, spec.name)

@@ -34,10 +34,9 @@ def _attempt_error(
     job: ScoringJob, mini_batch: MiniBatch, attempt: int, failure: ScoringFailure, process: str
 ) -> MiniBatchAttemptError:
     detail = failure.detail
-    if failure.missing_module:
-        detail += (
-            f" (the scoring environment lacks it: pip install {pip_name(failure.missing_module)})"
-        )
+    package = pip_name(failure.missing_module) if failure.missing_module else None
+    if package and f"install {package}" not in detail:  # unless the error says it already
+        detail += f" (the scoring environment lacks it: pip install {package})"
     return MiniBatchAttemptError(
         mini_batch_id=mini_batch.id,
         files=[mask(uri) for uri in mini_batch.files],

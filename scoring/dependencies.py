@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from scoring.azureml_runtime import azureml_package
+
 # Import name → distribution name, where the two differ.
 _PIP_NAMES = {
     "PIL": "pillow",
@@ -13,7 +15,6 @@ _PIP_NAMES = {
     "lightning": "lightning",
     "tf_keras": "tf-keras",
     "tensorflow": "tensorflow-cpu",
-    "azureml": "azureml-core",
     "mlflow": "mlflow",
     "bs4": "beautifulsoup4",
     "dateutil": "python-dateutil",
@@ -23,4 +24,6 @@ _PIP_NAMES = {
 def pip_name(module: str) -> str:
     """The package ``pip install`` needs for ``import module``."""
     top = module.split(".", 1)[0]
+    if top == "azureml":  # a namespace: azureml.core is azureml-core, azureml.fsspec ...
+        return azureml_package(module)
     return _PIP_NAMES.get(top, top.replace("_", "-"))

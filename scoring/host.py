@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from types import ModuleType
 from typing import Any
 
+from scoring.azureml_runtime import install_import_hook
 from scoring.results import BadReturnType, count_items, format_rows, normalise
 from scoring.spec import ScoringProcessSpec
 
@@ -120,6 +121,7 @@ def serve(conn_in: Connection, conn_out: Connection) -> int:
     spec: ScoringProcessSpec = message[1]
     root.setLevel(_LEVELS.get(spec.logging_level, logging.INFO))
     sys.argv = spec.argv()
+    install_import_hook()  # a missing azureml.* module: say this project does not provide it
     try:
         module = _load_script(spec)
         module.init()
