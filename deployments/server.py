@@ -13,22 +13,27 @@ When it is not set, the first ``pbe`` command that needs Prefect starts, in the 
   --type process`` (``worker.log``); each job runs as a separate ``python -m
   prefect.engine`` process started by it, with the project on ``PYTHONPATH``.
 
-Both outlive the command. Their pids and the URL are kept in ``server.json`` and
-``worker.json`` under ``<workspace>/prefect``; later commands reuse them while the pid is
-alive and ``/api/health`` answers, and start them again otherwise. A file lock makes
-concurrent first commands start one server. The start is announced once on stderr.
-``pbe server status`` shows them, ``pbe server stop`` stops them.
+Both outlive the command and are supervised as one unit (state in ``embedded.json``, see
+:mod:`deployments.embedded_state`; every change under a file lock, so racing commands start
+one server):
 
-Stdlib only: this runs before Prefect is imported.
+- a server that answers ``/api/health`` is reused; one that is alive but slow (or suspended)
+  is waited for, with a message, and replaced only after ``PBE_SERVER_START_TIMEOUT``;
+- when the server is replaced for any reason, the worker is replaced with it: a worker
+  always polls the URL of the server that runs now;
+- an unreadable state file is repaired from the processes themselves (found by command line
+  and ``PREFECT_HOME``): a healthy server is adopted, anything else of this workspace is
+  stopped, so no second server ever shares the database.
+
+The start is announced once on stderr. ``pbe server status`` reports whether both answer and
+point at each other; ``pbe server stop`` stops them. POSIX only (Linux, macOS): elsewhere the
+commands say to set ``PREFECT_API_URL``. Prefect is not imported here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -38,7 +43,18 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from blocks.errors import BatchEndpointError
+from deployments.embedded_state import (
+    ROLES,
+    Proc,
+    State,
+    StateFileError,
+    find_processes,
+    terminate,
+    url_of,
+)
 
 __all__ = [
     "DEFAULT_WORK_POOL",
@@ -50,6 +66,9 @@ __all__ = [
 
 DEFAULT_WORK_POOL = "pbe-process"
 _SERVER_START_TIMEOUT = float(os.environ.get("PBE_SERVER_START_TIMEOUT", "120"))
+#: how long a command waits for the state lock held by another command (it may be starting
+#: the server, which takes up to the start timeout)
+_LOCK_TIMEOUT = _SERVER_START_TIMEOUT + 60
 
 #: How much the embedded Prefect server yields the CPU to scoring (``nice`` increment).
 #: Its work (recording task-run states, events and logs) is off the critical path of a job:
@@ -98,19 +117,6 @@ def _healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _alive(pid: int, marker: str) -> bool:
-    """True when ``pid`` runs and (where /proc exists) its command line names ``marker``."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():
-        with contextlib.suppress(OSError):
-            return marker in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    return True
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -129,98 +135,182 @@ class EmbeddedPrefect:
     def __init__(self, workspace: str | os.PathLike[str]) -> None:
         self.workspace = Path(workspace)
         self.state_dir = self.workspace / "prefect"
+        self.state_file = self.state_dir / "embedded.json"
 
     # --- public -----------------------------------------------------------------------
 
     def ensure(self, *, announce: bool = True) -> str:
-        """Start the server and worker unless they run; return the API URL."""
+        """Start or repair the server and worker so that both run; return the API URL."""
+        _require_posix()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self._lock():
-            url = self._running_server()
-            started = url is None
-            if url is None:
-                url = self._start_server()
-            if self._running("worker") is None:
-                self._start_worker(url)
+            state = self._read_state()
+            server = self._answering_server(state.server)
+            started = server is None
+            if server is None:
+                self._stop_all(state)
+                server = self._start_server()
+            worker = state.worker if not started and _serves(state.worker, server) else None
+            if worker is None:
+                self._stop(state.worker)
+                for orphan in find_processes("worker", self.state_dir):
+                    if worker is None and url_of(orphan) == server.url:
+                        worker = Proc.of(orphan.pid, server.url)  # adopted (state repaired)
+                    else:
+                        terminate(orphan, 10.0)
+                worker = worker or self._start_worker(server.url)
+            State(server, worker).write(self.state_file)
         if started and announce:
-            print(
-                f"pbe: started a local Prefect server at {url.removesuffix('/api')} and a "
-                f"worker for pool '{work_pool_name()}' (state in {self.state_dir}; "
-                "stop them with 'pbe server stop', or set PREFECT_API_URL to use your own).",
-                file=sys.stderr,
-            )
-        return url
+            _say(f"started a local Prefect server at {server.url.removesuffix('/api')} and a "
+                 f"worker for pool '{work_pool_name()}' (state in {self.state_dir}; stop them "
+                 "with 'pbe server stop', or set PREFECT_API_URL to use your own).")
+        return server.url
 
     def status(self) -> dict:
-        """What runs now: URL, pids, state folder."""
-        server = self._running("server")
-        worker = self._running("worker")
-        url = server["url"] if server and _healthy(server["url"]) else None
+        """What runs now, and whether server and worker answer and point at each other."""
+        try:
+            state = State.read(self.state_file)
+        except StateFileError as exc:
+            state, problem = State(), str(exc)
+        else:
+            problem = None
+        server = state.server if state.server and state.server.alive() else None
+        worker = state.worker if state.worker and state.worker.alive() else None
+        answering = server is not None and _healthy(server.url)
+        problems = [p for p in (
+            problem,
+            "the server is not running" if server is None else None,
+            "the server is suspended (SIGSTOP)" if server and server.stopped() else None,
+            "the server does not answer" if server and not answering else None,
+            "the worker is not running" if worker is None else None,
+            "the worker polls another server" if server and worker and
+            worker.url != server.url else None,
+        ) if p]
         return {
             "mode": "embedded",
-            "api_url": url,
-            "ui_url": url.removesuffix("/api") if url else None,
-            "server_pid": server["pid"] if server else None,
-            "worker_pid": worker["pid"] if worker else None,
+            "api_url": server.url if answering else None,
+            "ui_url": server.url.removesuffix("/api") if answering else None,
+            "server_pid": server.pid if server else None,
+            "worker_pid": worker.pid if worker else None,
             "work_pool": work_pool_name(),
             "state_dir": str(self.state_dir),
-            "running": bool(url),
+            "running": not problems,
+            "problems": problems,
         }
 
     def stop(self, timeout: float = 20.0) -> dict:
-        """Stop the worker (and the runs it started), then the server."""
-        stopped = {}
+        """Stop the worker (and the runs it started), then the server, and any stray ones."""
+        stopped: dict[str, int] = {}
+        if not self.state_dir.is_dir():
+            return {"stopped": stopped, "state_dir": str(self.state_dir)}
         with self._lock():
-            for role in ("worker", "server"):
-                info = self._running(role)
-                if info is not None:
-                    _terminate_group(info["pid"], timeout)
-                    stopped[f"{role}_pid"] = info["pid"]
-                self._pidfile(role).unlink(missing_ok=True)
+            try:
+                state = State.read(self.state_file)
+            except StateFileError:
+                state = State()
+            for role, proc in reversed(state.roles()):  # the worker first
+                if proc is not None and (process := proc.process()) is not None:
+                    terminate(process, timeout)
+                    stopped[f"{role}_pid"] = proc.pid
+            for role in reversed(ROLES):
+                for orphan in find_processes(role, self.state_dir):
+                    terminate(orphan, timeout)
+                    stopped.setdefault(f"{role}_pid", orphan.pid)
+            self.state_file.unlink(missing_ok=True)
         return {"stopped": stopped, "state_dir": str(self.state_dir)}
+
+    # --- supervision ------------------------------------------------------------------
+
+    def _read_state(self) -> State:
+        """The state file, or (unreadable) the state recovered from the running processes."""
+        try:
+            return State.read(self.state_file)
+        except StateFileError as exc:
+            _say(f"{exc}; recovering the server and worker from the running processes.")
+        servers = find_processes("server", self.state_dir)
+        for process in servers:
+            url = url_of(process)
+            if url and _healthy(url):
+                for other in servers:
+                    if other.pid != process.pid:
+                        terminate(other, 10.0)
+                return State(server=Proc.of(process.pid, url))
+        for process in servers:
+            terminate(process, 10.0)
+        return State()
+
+    def _answering_server(self, server: Proc | None) -> Proc | None:
+        """``server`` once it answers; None when it is gone or never answered in time."""
+        if server is None or not server.alive():
+            return None
+        if _healthy(server.url):
+            return server
+        why = "is suspended (SIGSTOP)" if server.stopped() else "does not answer"
+        _say(f"the local Prefect server (pid {server.pid}) {why}; waiting up to "
+             f"{_SERVER_START_TIMEOUT:.0f} s for it (PBE_SERVER_START_TIMEOUT).")
+        deadline = time.monotonic() + _SERVER_START_TIMEOUT
+        while time.monotonic() < deadline and server.alive():
+            if _healthy(server.url):
+                return server
+            time.sleep(1.0)
+        if server.alive():
+            _say(f"the local Prefect server (pid {server.pid}) did not answer in time; "
+                 "replacing it and its worker.")
+        return None
+
+    def _stop_all(self, state: State) -> None:
+        """Stop the recorded and any stray server and worker before a new server starts."""
+        self._stop(state.worker)
+        self._stop(state.server)
+        for role in reversed(ROLES):
+            for orphan in find_processes(role, self.state_dir):
+                terminate(orphan, 10.0)
+
+    @staticmethod
+    def _stop(proc: Proc | None) -> None:
+        if proc is not None and (process := proc.process()) is not None:
+            terminate(process, 10.0)
 
     # --- processes --------------------------------------------------------------------
 
-    def _start_server(self) -> str:
+    def _start_server(self) -> Proc:
         env = self._base_env()
         env.pop("PREFECT_API_URL", None)
         env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        log = self.state_dir / "server.log"
         last_log = ""
         for _ in range(3):  # a port taken between picking and binding: pick another
             port = _free_port()
             url = f"http://127.0.0.1:{port}/api"
-            log = self.state_dir / "server.log"
             cmd = [sys.executable, "-m", "prefect", "server", "start",
                    "--host", "127.0.0.1", "--port", str(port)]
             process = self._spawn(cmd, env, log)
             lower_priority(process.pid)
+            proc = Proc.of(process.pid, url)
             deadline = time.monotonic() + _SERVER_START_TIMEOUT
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    break
+            while time.monotonic() < deadline and process.poll() is None:
                 if _healthy(url, timeout=1.0):
-                    self._write_pidfile("server", {"pid": process.pid, "url": url, "port": port})
-                    return url
+                    return proc
                 time.sleep(0.25)
             last_log = _tail(log)
             if process.poll() is None:
-                _terminate_group(process.pid, 10.0)
+                self._stop(proc)
                 break
         raise BatchEndpointError(
             f"The local Prefect server did not start within {_SERVER_START_TIMEOUT:.0f} s. "
-            f"Last lines of {self.state_dir / 'server.log'}:\n{last_log}",
+            f"Last lines of {log}:\n{last_log}",
             hint="Set PREFECT_API_URL to a running Prefect server, or raise "
             "PBE_SERVER_START_TIMEOUT.",
         )
 
-    def _start_worker(self, url: str) -> None:
+    def _start_worker(self, url: str) -> Proc:
         env = self._base_env()
         env["PREFECT_API_URL"] = url
         env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")  # pick jobs up within a second
         cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", work_pool_name(),
                "--type", "process", "--name", f"pbe-{os.getpid()}"]
         process = self._spawn(cmd, env, self.state_dir / "worker.log")
-        self._write_pidfile("worker", {"pid": process.pid, "url": url})
+        return Proc.of(process.pid, url)
 
     def _base_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -238,58 +328,32 @@ class EmbeddedPrefect:
                 cwd=str(self.state_dir), start_new_session=True,
             )
 
-    # --- state files ------------------------------------------------------------------
-
-    def _pidfile(self, role: str) -> Path:
-        return self.state_dir / f"{role}.json"
-
-    def _write_pidfile(self, role: str, info: dict) -> None:
-        tmp = self._pidfile(role).with_suffix(".tmp")
-        tmp.write_text(json.dumps(info), encoding="utf-8")
-        os.replace(tmp, self._pidfile(role))
-
-    def _running(self, role: str) -> dict | None:
-        try:
-            info = json.loads(self._pidfile(role).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        marker = "server start" if role == "server" else "worker start"
-        return info if _alive(int(info.get("pid", 0)), marker) else None
-
-    def _running_server(self) -> str | None:
-        info = self._running("server")
-        if info is None:
-            return None
-        if _healthy(info["url"]):
-            return info["url"]
-        _terminate_group(info["pid"], 10.0)  # alive but not answering: replace it
-        return None
-
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        with open(self.state_dir / "embedded.lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _terminate_group(pid: int, timeout: float) -> None:
-    """SIGTERM the process group ``pid`` leads (we started it in its own session)."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        lock = FileLock(self.state_dir / "embedded.lock", timeout=_LOCK_TIMEOUT)
         try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-                # reap our own child if it is one
-                with contextlib.suppress(ChildProcessError):
-                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                        return
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
+            with lock:
+                yield
+        except Timeout:
+            raise BatchEndpointError(
+                f"another pbe command has held {lock.lock_file} for {_LOCK_TIMEOUT:.0f} s",
+                hint="Wait for it to finish, or stop the server: pbe server stop.",
+            ) from None
+
+
+def _serves(worker: Proc | None, server: Proc) -> bool:
+    """Whether ``worker`` runs and polls ``server``."""
+    return worker is not None and worker.url == server.url and worker.alive()
+
+
+def _say(message: str) -> None:
+    print(f"pbe: {message}", file=sys.stderr)
+
+
+def _require_posix() -> None:
+    if os.name != "posix":
+        raise BatchEndpointError(
+            "pbe's embedded Prefect server runs on Linux and macOS only",
+            hint="Set PREFECT_API_URL to a Prefect server and run "
+            f"'prefect worker start --pool {work_pool_name()}' yourself.",
+        )

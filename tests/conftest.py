@@ -74,9 +74,9 @@ def pbe_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PbeWorks
                     timeout=240)
     assert first.code == 0, first.err
     assert "started a local Prefect server" in first.err  # first use starts it, and says so
-    state = json.loads((root / "prefect" / "server.json").read_text())
+    state = json.loads((root / "prefect" / "embedded.json").read_text())
     try:
-        yield PbeWorkspace(root=root, env=env, api_url=state["url"])
+        yield PbeWorkspace(root=root, env=env, api_url=state["server"]["url"])
     finally:
         run_pbe(env, "server", "stop", timeout=120)
 

@@ -161,13 +161,15 @@ def test_a_stale_link_in_a_models_folder_is_replaced(tmp_path):
 # --- the embedded server's bookkeeping and the parser ---------------------------------------
 
 
-def test_a_stale_pidfile_is_not_a_running_server(tmp_path):
+def test_a_stale_state_file_is_not_a_running_server(tmp_path):
     embedded = EmbeddedPrefect(tmp_path)
     (tmp_path / "prefect").mkdir()
-    (tmp_path / "prefect" / "server.json").write_text(
-        json.dumps({"pid": 2**22 + 12345, "url": "http://127.0.0.1:9/api"}))
+    dead = {"pid": 2**22 + 12345, "started": 0.0, "url": "http://127.0.0.1:9/api"}
+    (tmp_path / "prefect" / "embedded.json").write_text(
+        json.dumps({"server": dead, "worker": dead}))
     status = embedded.status()
     assert status["running"] is False and status["server_pid"] is None
+    assert "the server is not running" in status["problems"]
 
 
 def _autogroup_nice(pid: int | str) -> int | None:
