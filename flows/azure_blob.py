@@ -88,6 +88,11 @@ def explain(
         "ResourceNotFoundError" in names or 404 in statuses
         or any(isinstance(e, FileNotFoundError) for e in chain)
     )
+    if missing and anonymous and "ContainerNotFound" not in codes:
+        return "not found by an anonymous reader (missing, or not public)", (
+            "check the path; " + _ANONYMOUS_HINT.replace("the container is not public: ", "if "
+                                                         "the container is private, ")
+        )
     if missing:
         if "ContainerNotFound" in codes or not blob.path.strip("/") or (
             _container_missing(blob, storage_options)
@@ -95,22 +100,29 @@ def explain(
             return f"container '{blob.container}' does not exist", (
                 "check the container name (it is never created)"
             )
-        hint = "check the path (names are case-sensitive)"
-        if anonymous:
-            hint += "; a private container needs credentials"
-        return "no blob or folder at this path", hint
+        return "no blob or folder at this path", "check the path (names are case-sensitive)"
     if statuses:
         return f"the storage account answered HTTP {min(statuses)}", None
     return f"{type(exc).__name__}: {exc}", None
 
 
 def _container_missing(blob: BlobPath, storage_options: dict) -> bool:
-    """Whether the container is known not to exist (False when that cannot be told)."""
+    """Whether the container is known not to exist (False when that cannot be told).
+
+    Asks the SDK directly: called while an exception is being handled, adlfs's re-raised
+    errors would lose the Azure error they came from.
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.blob import ContainerClient
+
     try:
-        fs, _ = filesystem(blob, storage_options)
-        fs.info(blob.container, refresh=True)
-    except FileNotFoundError:
-        return True
-    except Exception:  # no right to read the container's properties: cannot tell
+        client = ContainerClient.from_connection_string(
+            storage_options["connection_string"], blob.container
+        )
+        pages = client.list_blobs(name_starts_with=blob.path or None, results_per_page=1)
+        next(iter(pages.by_page()), None)
+    except ResourceNotFoundError as exc:
+        return exc.error_code == "ContainerNotFound"
+    except Exception:  # these credentials cannot list here: cannot tell
         return False
     return False
