@@ -422,8 +422,10 @@ class SavedDatastores:
                 yield store
 
     def resolve(self, uri: str) -> tuple[str, StorageOptions]:
-        """:func:`resolve_uri` against the saved datastores."""
-        return resolve_uri(uri, self, s3_stores=self.s3_stores(),
+        """:func:`resolve_uri` against the saved datastores (and SAS tokens handed over)."""
+        from blocks.sas_handoff import unstash
+
+        return resolve_uri(unstash(uri), self, s3_stores=self.s3_stores(),
                            blob_stores=self.blob_stores())
 
 
