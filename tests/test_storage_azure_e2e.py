@@ -301,6 +301,11 @@ def test_datastore_yaml_mistakes_are_one_line(blob: Azurite, prefect_api: str,
                              str(tmp_path / f"{name}.yml"))
         assert code != 0 and expected in err
         assert_secret_free(out, err, secrets=("abcdefgh",))
+    code, out, err = pbe(prefect_api, "datastore", "create", "--name", "flagged", "--type",
+                         "local", "--url", str(tmp_path), "--overwrite")
+    assert code == 0 and json.loads(out)["url"] == str(tmp_path), err  # the flags still work
+    code, out, err = pbe(prefect_api, "datastore", "create", "--name", "half", "--type", "s3")
+    assert code != 0 and "needs --url (or --file)" in err
 
 
 def test_a_sas_token_is_handed_to_the_job_through_a_secret_block(blob: Azurite) -> None:
