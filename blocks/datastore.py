@@ -10,7 +10,8 @@ workspace's local folder and needs no saved block.
 :func:`resolve_uri` is pure: it turns any job URI (local path, ``s3://``, ``https://``,
 datastore path) into ``(uri, storage_options)`` given a lookup function, so it is tested
 without a Prefect server. :class:`SavedDatastores` is that lookup against the Prefect API.
-:func:`mask` removes secrets from any text before it reaches a message, log or artifact.
+:func:`mask` (:mod:`blocks.masking`) removes secrets from any text before it reaches a
+message, log or artifact.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from prefect.blocks.core import Block
@@ -27,6 +28,7 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 from blocks import azure_urls
 from blocks.azure_urls import BlobPath, parse_blob_url
 from blocks.errors import AlreadyExistsError, NotFoundError, SpecError
+from blocks.masking import mask, register_secrets, secret_values
 from blocks.workspace import DEFAULT_DATASTORE, datastore_root
 
 DatastoreType = Literal["s3", "local", "azure_blob"]
@@ -173,7 +175,7 @@ class Datastore(Block):
         if self.key is not None and self.secret is not None:
             options["key"] = self.key.get_secret_value()
             options["secret"] = self.secret.get_secret_value()
-            _register_secrets(options.values())
+            register_secrets(options.values())
         client_kwargs = {k: v for k, v in (("endpoint_url", self.endpoint_url),
                                            ("region_name", self.region)) if v}
         if client_kwargs:
@@ -187,7 +189,7 @@ class Datastore(Block):
         options = azure_urls.storage_options(
             self._blob_root(), account_key=None if sas_token else key, sas_token=token
         )
-        _register_secrets(secret_values(options))
+        register_secrets(secret_values(options))
         return options
 
 
@@ -198,61 +200,6 @@ _AZURE_FIELDS = ("account_name", "container_name", "endpoint", "protocol", "acco
 def workspace_datastore() -> Datastore:
     """The built-in ``workspaceblobstore``: the workspace's local datastore folder."""
     return Datastore(type="local", url=str(datastore_root()))
-
-
-# --- masking -------------------------------------------------------------------------------
-
-_KNOWN_SECRETS: set[str] = set()
-_MIN_SECRET = 4  # shorter values cannot be hidden without mangling ordinary words
-_SECRET_OPTION_KEYS = {
-    "key", "secret", "token", "password", "aws_access_key_id", "aws_secret_access_key",
-    "aws_session_token", "account_key", "sas_token", "client_secret", "credential",
-    "connection_string",
-}
-_USERINFO = re.compile(  # not wasbs:// or abfss://, whose "user" is the container
-    r"(?P<scheme>\b(?!(?:wasbs?|abfss?)://)[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@"
-)
-_QUERY_SECRET = re.compile(
-    r"(?P<name>[?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token"
-    r"|x-goog-signature|x-goog-credential|token|access_token|key|secret|password|code)=)"
-    r"[^&\s'\"#]+",
-    re.IGNORECASE,
-)
-_CONNECTION_SECRET = re.compile(r"(?P<name>\b(?:AccountKey|SharedAccessSignature)=)[^;\s'\"]+")
-
-
-def _register_secrets(values: Iterable[Any]) -> None:
-    _KNOWN_SECRETS.update(v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET)
-
-
-def secret_values(storage_options: Mapping[str, Any]) -> list[str]:
-    """The secret values inside fsspec ``storage_options`` (nested dicts included)."""
-    found: list[str] = []
-    for name, value in storage_options.items():
-        if isinstance(value, Mapping):
-            found.extend(secret_values(value))
-        elif isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
-        elif isinstance(value, str) and name.lower() in _SECRET_OPTION_KEYS:
-            found.append(value)
-            if name.lower() == "connection_string":
-                found.extend(azure_urls.connection_secrets(value))
-    return found
-
-
-def mask(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with secrets hidden: URL passwords, signed-URL tokens, and known secret values.
-
-    Known values are those in ``secrets`` plus every datastore secret this process handed
-    out through :meth:`Datastore.storage_options`.
-    """
-    text = str(text)
-    for value in sorted({*_KNOWN_SECRETS, *secrets}, key=len, reverse=True):
-        if len(value) >= _MIN_SECRET:
-            text = text.replace(value, "***")
-    text = _USERINFO.sub(r"\g<scheme>***@", text)
-    text = _CONNECTION_SECRET.sub(r"\g<name>***", text)
-    return _QUERY_SECRET.sub(r"\g<name>***", text)
 
 
 # --- resolving URIs ------------------------------------------------------------------------
@@ -344,7 +291,7 @@ def _resolve_blob(blob: BlobPath, stores: list[Datastore]) -> tuple[str, Storage
         if store is not None:  # the datastore's endpoint, the URL's token
             return blob.uri, store.blob_options(sas_token=blob.sas_token)
         options = azure_urls.storage_options(blob, sas_token=blob.sas_token)
-        _register_secrets(secret_values(options))
+        register_secrets(secret_values(options))
         return blob.uri, options
     if store is not None:
         return blob.uri, store.storage_options()
