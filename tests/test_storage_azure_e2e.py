@@ -267,8 +267,12 @@ def test_datastore_yaml_create_show_and_use(blob: Azurite, prefect_api: str,
     (tmp_path / "open.yml").write_text(
         f"name: open_lake\ntype: azure_blob\naccount_name: {ACCOUNT}\ncontainer_name: open\n"
     )
+    (tmp_path / "s3.yml").write_text(
+        "name: s3_lake\ntype: s3\nurl: s3://lake\nendpoint_url: http://127.0.0.1:9\n"
+        "credentials: {key: AKIAYAMLKEY0001, secret: yaml-s3-secret-value}\n"
+    )
     outputs = []
-    for name in ("key", "sas", "open"):
+    for name in ("key", "sas", "open", "s3"):
         code, out, err = pbe(prefect_api, "datastore", "create", "-f",
                              str(tmp_path / f"{name}.yml"), "--overwrite")
         assert code == 0, err
@@ -279,7 +283,9 @@ def test_datastore_yaml_create_show_and_use(blob: Azurite, prefect_api: str,
     assert record["credentials"] == "account key set" and record["account_name"] == ACCOUNT
     assert record["url"] == blob.url("lake")
     code, listed, _ = pbe(prefect_api, "datastore", "list", "-o", "yaml")
-    assert_secret_free(shown, listed, *outputs, secrets=(signature(sas), sas))
+    assert "credentials: key and secret set" in listed and "credentials: sas token set" in listed
+    assert_secret_free(shown, listed, *outputs,
+                       secrets=(signature(sas), sas, "AKIAYAMLKEY0001", "yaml-s3-secret-value"))
     for store in ("yaml-lake", "sas-lake", "open-lake"):
         container = "open" if store == "open-lake" else "lake"
         uri, options = SavedDatastores().resolve(f"azureml://datastores/{store}/paths/in/")
@@ -316,3 +322,15 @@ def test_a_sas_token_is_handed_to_the_job_through_a_secret_block(blob: Azurite) 
     assert uri == blob.url("lake", "in/")
     assert len(list_input(Location(uri, options))) == 5
     assert stash(blob.url("lake", "in/")) == blob.url("lake", "in/")  # nothing to hide
+
+
+def test_pbe_invoke_hands_over_sas_tokens_not_parameters(blob: Azurite) -> None:
+    from deployments.jobs import _checked_locations
+
+    sas = blob.sas("lake", write=True)
+    given = (f"{blob.url('lake', 'in/')}?{sas}", f"{blob.url('lake', 'out/job-x')}?{sas}")
+    parameters = _checked_locations(*given, "predictions.csv")
+    assert all(signature(sas) not in p and "sig=" not in p for p in parameters)
+    assert [SavedDatastores().resolve(p)[0] for p in parameters] == [
+        blob.url("lake", "in/"), blob.url("lake", "out/job-x")
+    ]
