@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from blocks.azure_urls import BlobPath, is_anonymous, parse_blob_url
+from blocks.errors import SpecError
 
 _EXTRA_HINT = 'pip install "prefect-batch-endpoints[azure]" (adlfs)'
 _DENIED_CODES = {
@@ -29,8 +30,16 @@ _ANONYMOUS_HINT = (
 
 
 def blob_path(uri: str) -> BlobPath | None:
-    """The place a canonical Blob URI names, or None for other URIs."""
-    return parse_blob_url(uri) if uri.lower().startswith(("https://", "http://")) else None
+    """The place a canonical Blob URI names, or None for other URIs.
+
+    URIs reach here resolved (:func:`blocks.datastore.resolve_uri` refused malformed ones).
+    """
+    if not uri.lower().startswith(("https://", "http://")):
+        return None
+    try:
+        return parse_blob_url(uri)
+    except SpecError:
+        return None
 
 
 def require_adlfs() -> None:
