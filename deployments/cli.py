@@ -60,9 +60,23 @@ def _compute(a: Any) -> Any:
 
 
 def _datastore(a: Any) -> Any:
+    from blocks.errors import SpecError
     from deployments import datastores
 
+    if a.verb == "create" and a.file:
+        flags = [f for f in ("type", "url", "endpoint_url", "key", "secret", "region")
+                 if getattr(a, f) is not None]
+        if flags:
+            raise SpecError(f"--{flags[0].replace('_', '-')} does not go with --file",
+                            hint="put every field in the YAML file")
+        return datastores.create_datastore_from_file(a.file, name=a.name,
+                                                     overwrite=a.overwrite)
     if a.verb == "create":
+        missing = [f"--{f}" for f in ("name", "type", "url") if not getattr(a, f)]
+        if missing:
+            raise SpecError(f"datastore create needs {', '.join(missing)} (or --file)",
+                            hint="e.g. --name lake --type s3 --url s3://bucket/prefix, "
+                            "or -f datastore.yml")
         return datastores.create_datastore(
             a.name, type=a.type, url=a.url, endpoint_url=a.endpoint_url, key=a.key,
             secret=a.secret, region=a.region, overwrite=a.overwrite)

@@ -207,10 +207,11 @@ def _job(b: _Builder) -> None:
 
 def _datastore(b: _Builder) -> None:
     g = b.group("datastore", "Datastores that azureml://datastores/<name>/paths/... names")
-    p = b.verb(g, "create", "Register an S3 prefix or a local folder")
-    _named(p, "datastore")
-    p.add_argument("-t", "--type", required=True, choices=["s3", "local"])
-    p.add_argument("--url", required=True, help="s3://bucket/prefix, or a folder")
+    p = b.verb(g, "create", "Register an S3 prefix, an Azure Blob container or a local folder")
+    _named(p, "datastore", required=False)
+    p.add_argument("-f", "--file", help="Azure ML datastore YAML (type: azure_blob, s3, local)")
+    p.add_argument("-t", "--type", choices=["s3", "local"], help="without --file")
+    p.add_argument("--url", help="s3://bucket/prefix, or a folder (with --type)")
     p.add_argument("--endpoint-url", help="S3-compatible server, e.g. http://127.0.0.1:9000")
     p.add_argument("--key", help="access key id (default: the AWS credential chain)")
     p.add_argument("--secret", help="secret access key, with --key")

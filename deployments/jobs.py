@@ -220,10 +220,11 @@ def _checked_locations(input: str, output: str, file_name: str | None) -> tuple[
 
     Local paths become absolute; ``azureml://datastores/...`` paths stay as given (the job
     resolves them) but an unknown datastore is an error now; a local input must exist and
-    a local output file must not.
+    a local output file must not. A Blob URL's SAS token is stashed (:mod:`blocks.sas_handoff`).
     """
     from blocks.data_assets import DataRegistry, is_reference
     from blocks.datastore import SavedDatastores
+    from blocks.sas_handoff import stash
 
     stores = SavedDatastores()
 
@@ -235,7 +236,7 @@ def _checked_locations(input: str, output: str, file_name: str | None) -> tuple[
             local = stores.resolve(value)[0]
             return value, None if "://" in local else local
         if "://" in value and not value.startswith("file://"):
-            return value, None
+            return stash(value), None  # a SAS token never becomes a run parameter
         path = os.path.abspath(value.removeprefix("file://"))
         return path, path
 

@@ -6,9 +6,9 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Literal
+from typing import Any, Literal
 
-from prefect import flow, get_client, get_run_logger
+from prefect import Flow, get_client, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
@@ -91,7 +91,19 @@ def _process_spec(
     )
 
 
-@flow(name="batch-score", log_prints=True, persist_result=False)
+class _SecretSafeFlow(Flow):
+    """A flow whose runs' parameters are recorded with their secrets masked.
+
+    Prefect stores what :meth:`serialize_parameters` returns as the run's parameters (the
+    UI shows them); the call itself still gets the values as given, so a SAS token in an
+    input URL reaches the job but not the record.
+    """
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        serialized = super().serialize_parameters(parameters)
+        return {k: mask(v) if isinstance(v, str) else v for k, v in serialized.items()}
+
+
 def batch_score(
     input: str,
     endpoint: str | None = None,
@@ -214,3 +226,7 @@ def batch_score(
     )
     logger.info("%s Output: %s", message, result.output_file or result.output_path)
     return Completed(message=message, data=result)
+
+
+batch_score = _SecretSafeFlow(batch_score, name="batch-score", log_prints=True,
+                              persist_result=False)

@@ -93,7 +93,7 @@ def _list_remote_folder(location: Location) -> list[str]:
         if info["type"] == "file":
             raise InputError(location.display, "is a file, not a folder",
                              hint="use --input-type uri_file")
-        children = remote_children(fs.ls(path, detail=True, refresh=True))
+        children = remote_children(fs.ls(path, detail=True, refresh=True), path)
     names = [name for name, is_file in children if is_file]
     folders = len(children) - len(names)
     return _checked(location, location.uri.rstrip("/") + "/", names, folders)

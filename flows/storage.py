@@ -1,9 +1,10 @@
 """Where job inputs and outputs live: local folders or any fsspec store (s3://, https://).
 
 Local paths take fast paths (``os.scandir``, ``os.replace``); other stores go through
-fsspec. Writes are atomic: a local file is written beside its final name and renamed; a
-remote object is uploaded whole from a local temporary file, so no reader ever sees a
-partial file under the final name.
+fsspec, Azure Blob Storage URLs through adlfs (:mod:`flows.azure_blob`). Writes are
+atomic: a local file is written beside its final name and renamed; a remote object is
+uploaded whole from a local temporary file (one put: S3's PutObject, Blob Storage's
+committed block list), so no reader ever sees a partial file under the final name.
 
 Every store error is translated here, once, by :func:`storage_errors`: into an
 :class:`InputError` or a :class:`StorageError` that names the URI with its secrets masked
@@ -25,6 +26,7 @@ import fsspec
 
 from blocks.datastore import mask, secret_values
 from blocks.errors import BatchEndpointError, InputError, StorageError
+from flows import azure_blob
 
 _NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}
 _NO_CREDENTIALS_HINT = (
@@ -44,7 +46,8 @@ def is_remote(uri: str) -> bool:
 
 
 def is_http(uri: str) -> bool:
-    return uri.lower().startswith(("http://", "https://"))
+    """Plain http(s) files; Azure Blob Storage URLs are a store, not http."""
+    return uri.lower().startswith(("http://", "https://")) and azure_blob.blob_path(uri) is None
 
 
 def local_path(uri: str) -> str:
@@ -65,16 +68,21 @@ def storage_errors(
         raise
     except Exception as exc:
         secrets = secret_values(storage_options or {})
-        problem, hint = describe(exc, uri)
+        problem, hint = describe(exc, uri, storage_options)
         shown = mask(uri, secrets)
         problem = mask(problem, secrets)
         error = InputError if as_input else StorageError
         raise error(shown, problem, hint=hint) from exc
 
 
-def describe(exc: BaseException, uri: str) -> tuple[str, str | None]:
-    """``(problem, hint)`` for a store exception: fsspec, s3fs, botocore or aiohttp."""
+def describe(
+    exc: BaseException, uri: str, storage_options: dict[str, Any] | None = None
+) -> tuple[str, str | None]:
+    """``(problem, hint)`` for a store exception: fsspec, s3fs, botocore, aiohttp, adlfs."""
     chain = _chain(exc)
+    blob = azure_blob.blob_path(uri)
+    if blob is not None:
+        return azure_blob.explain(exc, chain, blob, storage_options or {})
     names = {type(e).__name__ for e in chain}
     codes = {_error_code(e) for e in chain} - {None}
     status = next((s for e in chain if isinstance(s := getattr(e, "status", None), int)), None)
@@ -159,14 +167,21 @@ class Location:
         return storage_errors(self.uri, self.storage_options, as_input=as_input)
 
     def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        blob = azure_blob.blob_path(self.uri)
         try:
-            return fsspec.core.url_to_fs(self.uri, **self.storage_options)
+            if blob is None:
+                return fsspec.core.url_to_fs(self.uri, **self.storage_options)
+            azure_blob.require_adlfs()
         except ImportError as exc:
+            extra = "s3" if blob is None else "azure"
             raise StorageError(
                 self.display,
                 f"no filesystem for this scheme ({exc})",
-                hint='install the store\'s extra, e.g. pip install "prefect-batch-endpoints[s3]"',
+                hint=f"install the store's extra, e.g. "
+                f'pip install "prefect-batch-endpoints[{extra}]"',
             ) from exc
+        with self.errors():  # a malformed connection string must not show its key
+            return azure_blob.filesystem(blob, self.storage_options)
 
     def exists(self) -> bool:
         """True when a file or folder is there; credential and network errors raise."""
@@ -180,8 +195,8 @@ class Location:
     def makedirs(self) -> None:
         """Create a local folder; for a remote store, check that it can be written to.
 
-        Object stores have no folders: the check is that the bucket exists and the
-        credentials reach it. Buckets are never created.
+        Object stores have no folders: the check is that the bucket (container) exists and
+        the credentials reach it. Buckets and containers are never created.
         """
         if not self.remote:
             os.makedirs(local_path(self.uri), exist_ok=True)
@@ -190,12 +205,14 @@ class Location:
             raise StorageError(
                 self.display,
                 "http(s) locations are read-only",
-                hint="write outputs to a local folder, s3:// or a datastore",
+                hint="write outputs to a local folder, s3://, Azure Blob Storage or a datastore",
             )
         fs, path = self.filesystem()
-        bucket = path.split("/", 1)[0]
         with self.errors():
-            fs.info(bucket)
+            if azure_blob.blob_path(self.uri) is not None:
+                azure_blob.check_container(fs, path)
+            else:
+                fs.info(path.split("/", 1)[0])
 
     def read_bytes(self) -> bytes:
         if not self.remote:
@@ -228,7 +245,7 @@ class Location:
                 entries = fs.ls(path.rstrip("/"), detail=True, refresh=True)
             except FileNotFoundError:
                 return []
-        return [name for name, is_file in remote_children(entries) if is_file]
+        return [name for name, is_file in remote_children(entries, path) if is_file]
 
     def write_atomic(self, chunks: Iterable[bytes]) -> int:
         """Write ``chunks`` so that the file appears whole or not at all; return the size."""
@@ -247,15 +264,19 @@ class Location:
         return size
 
 
-def remote_children(entries: Iterable[dict[str, Any]]) -> list[tuple[str, bool]]:
-    """``(name, is_file)`` of the direct children in an ``fs.ls(detail=True)`` listing.
+def remote_children(
+    entries: Iterable[dict[str, Any]], folder: str | None = None
+) -> list[tuple[str, bool]]:
+    """``(name, is_file)`` of the direct children of ``folder`` in its ``fs.ls`` listing.
 
-    Zero-byte folder markers (keys ending in ``/``, as consoles create) are not files.
+    Zero-byte folder markers (keys ending in ``/``, as consoles create) are not files;
+    adlfs lists a marker under the folder's own name, which is not a child either.
     """
     children = []
+    itself = folder.strip("/") if folder is not None else None
     for entry in entries:
         name = entry["name"]
-        if entry["type"] == "file" and name.endswith("/"):
+        if entry["type"] == "file" and (name.endswith("/") or name.strip("/") == itself):
             continue
         children.append((name.rstrip("/").rsplit("/", 1)[-1], entry["type"] == "file"))
     return children

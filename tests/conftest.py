@@ -199,3 +199,12 @@ def tiny_project(tmp_path_factory: pytest.TempPathFactory, pbe: Pbe) -> TinyProj
            "--path", str(model))
     return TinyProject(folder, folder / "deployment.yml", folder / "endpoint.yml", model,
                        folder / "inputs", 3)
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Any]:
+    """Azurite's blob service on loopback for the session (see tests/azurite_server.py)."""
+    from azurite_server import running_azurite
+
+    with running_azurite() as server:
+        yield server

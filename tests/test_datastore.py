@@ -207,3 +207,87 @@ def test_saved_datastores_resolve_and_refuse(prefect_api, tmp_path) -> None:
         save_datastore("disk", Datastore(type="local", url=str(tmp_path)))
     with pytest.raises(AlreadyExistsError, match="built in"):
         save_datastore("workspaceblobstore", Datastore(type="local", url=str(tmp_path)))
+
+
+# --- Azure Blob Storage datastores ----------------------------------------------------------
+
+ACCOUNT_KEY = "QXp1cmVBY2NvdW50S2V5LXRoYXQtbXVzdC1uZXZlci1zaG93LTAxMjM0NTY3ODk="
+
+
+def blob_store(**extra: object) -> Datastore:
+    return Datastore(type="azure_blob", account_name="acct1", container_name="data", **extra)
+
+
+def test_a_blob_datastore_is_its_container_and_hides_its_key() -> None:
+    store = blob_store(account_key=ACCOUNT_KEY)
+    assert store.url == store.root() == "https://acct1.blob.core.windows.net/data"
+    assert store.uri_for("in/") == "https://acct1.blob.core.windows.net/data/in/"
+    for text in (repr(store), str(store), store.model_dump_json(), str(store.model_dump())):
+        assert ACCOUNT_KEY not in text
+    options = store.storage_options()
+    assert options == {"connection_string": "BlobEndpoint=https://acct1.blob.core.windows.net;"
+                       f"AccountName=acct1;AccountKey={ACCOUNT_KEY};"}
+    assert ACCOUNT_KEY in secret_values(options)
+    assert mask(f"denied with {ACCOUNT_KEY}") == "denied with ***"
+    assert blob_store().storage_options() == {  # anonymous
+        "connection_string": "BlobEndpoint=https://acct1.blob.core.windows.net;"
+    }
+
+
+def test_a_blob_datastore_follows_its_endpoint_and_the_environment(monkeypatch) -> None:
+    china = blob_store(endpoint="core.chinacloudapi.cn", protocol="http", sas_token="sv=1&sig=xy")
+    assert china.root() == "https://acct1.blob.core.chinacloudapi.cn/data"
+    assert china.storage_options()["connection_string"] == (
+        "BlobEndpoint=http://acct1.blob.core.chinacloudapi.cn;SharedAccessSignature=sv=1&sig=xy;"
+    )
+    monkeypatch.setenv("PBE_AZURE_BLOB_ENDPOINT_ACCT1", "http://127.0.0.1:10000/acct1/")
+    assert blob_store().storage_options()["connection_string"] == (
+        "BlobEndpoint=http://127.0.0.1:10000/acct1;"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "key"),
+    [
+        ({"container_name": "data"}, "account_name"),
+        ({"account_name": "Bad_Account", "container_name": "data"}, "account_name"),
+        ({"account_name": "acct1"}, "container_name"),
+        ({"account_name": "acct1", "container_name": "data", "account_key": ACCOUNT_KEY,
+          "sas_token": "sv=1&sig=x"}, "credentials"),
+        ({"account_name": "acct1", "container_name": "data", "key": KEY, "secret": SECRET},
+         "key"),
+        ({"account_name": "acct1", "container_name": "data", "url": "s3://x"}, "url"),
+    ],
+)
+def test_inconsistent_blob_fields_are_refused(fields: dict, key: str) -> None:
+    with pytest.raises(SpecError) as info:
+        Datastore(type="azure_blob", **fields)
+    assert info.value.key == key
+    assert ACCOUNT_KEY not in str(info.value) and SECRET not in str(info.value)
+    with pytest.raises(SpecError, match="only apply to type azure_blob"):
+        Datastore(type="s3", url="s3://lake", account_name="acct1")
+
+
+def test_blob_urls_take_the_covering_datastore_or_go_anonymous() -> None:
+    stores = [blob_store(account_key=ACCOUNT_KEY)]
+    uri, options = resolve_uri("https://acct1.blob.core.windows.net/data/in/x.png",
+                               no_saved, blob_stores=stores)
+    assert ACCOUNT_KEY in options["connection_string"]
+    uri, options = resolve_uri("https://acct1.blob.core.windows.net/other/x.png",
+                               no_saved, blob_stores=stores)
+    assert options == {"connection_string": "BlobEndpoint=https://acct1.blob.core.windows.net;"}
+    with pytest.raises(SpecError, match="not a SAS token"):
+        resolve_uri("https://acct1.blob.core.windows.net/data/x.png?comp=list", no_saved)
+
+
+@pytest.mark.timeout(180)
+def test_blob_datastore_round_trip_through_the_prefect_api(prefect_api) -> None:
+    save_datastore("blob_lake", blob_store(account_key=ACCOUNT_KEY, description="d"),
+                   overwrite=True)
+    loaded = SavedDatastores()("blob_lake")
+    assert loaded.account_key is not None and loaded.account_key.get_secret_value() == (
+        ACCOUNT_KEY
+    )
+    assert (loaded.type, loaded.url, loaded.description) == (
+        "azure_blob", "https://acct1.blob.core.windows.net/data", "d"
+    )
