@@ -89,7 +89,7 @@ def blob(prefect_api: str, azurite: Azurite) -> Azurite:
 
 
 def deployment(tmp_path: Path, script: str, **settings: object):
-    from blocks.spec import parse_deployment
+    from blocks.spec_loading import parse_deployment
 
     code = tmp_path / "code"
     code.mkdir(exist_ok=True)
