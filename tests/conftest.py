@@ -81,6 +81,27 @@ def pbe_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PbeWorks
         run_pbe(env, "server", "stop", timeout=120)
 
 
+class OwnWorkspace:
+    """A workspace of a test's own (``root``), with its own embedded server and worker, driven
+    by real ``pbe`` processes; ``extra_env`` reaches them (and so the worker's jobs)."""
+
+    def __init__(self, root: Path, **extra_env: str) -> None:
+        self.root = root
+        self.env = {**_subprocess_env(root), **extra_env}
+        self.state_dir = root / "prefect"
+
+    def pbe(self, *args: str) -> PbeResult:
+        return run_pbe(self.env, *args, timeout=300)
+
+    def ok(self, *args: str) -> PbeResult:
+        result = self.pbe(*args)
+        assert result.code == 0, f"pbe {' '.join(args)} failed:\n{result.err}"
+        return result
+
+    def state(self) -> dict:
+        return json.loads((self.state_dir / "embedded.json").read_text())
+
+
 class Pbe:
     """Run ``pbe`` against a workspace: ``pbe(...)`` in-process, ``pbe.run(...)`` as a process."""
 

@@ -14,11 +14,10 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import psutil
 import pytest
-from conftest import _TINY_DEPLOYMENT, _TINY_SCRIPT, PbeResult, _subprocess_env, run_pbe
+from conftest import _TINY_DEPLOYMENT, _TINY_SCRIPT, OwnWorkspace
 from support import make_model, write_inputs, write_script
 
 from deployments.embedded_state import find_processes
@@ -26,31 +25,15 @@ from deployments.embedded_state import find_processes
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-class Workspace:
-    """A workspace of its own (its own server and worker) with the tiny endpoint deployed."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.env = _subprocess_env(root / "home")
-        self.state_dir = root / "home" / "prefect"
-
-    def pbe(self, *args: str) -> PbeResult:
-        return run_pbe(self.env, *args, timeout=300)
-
-    def ok(self, *args: str) -> PbeResult:
-        result = self.pbe(*args)
-        assert result.code == 0, result.err
-        return result
-
-    def state(self) -> dict:
-        return json.loads((self.state_dir / "embedded.json").read_text())
+class FaultWorkspace(OwnWorkspace):
+    """A workspace with the tiny endpoint ``faults`` deployed, and its server processes."""
 
     def servers(self) -> list[psutil.Process]:
         return find_processes("server", self.state_dir)
 
     def job_completes(self) -> None:
         done = self.ok("batch-endpoint", "invoke", "--name", "faults", "--input",
-                       str(self.root / "inputs"), "--wait")  # fmt: skip
+                       str(self.root.parent / "inputs"), "--wait")  # fmt: skip
         assert json.loads(done.out)["status"] == "Completed"
         status = json.loads(self.ok("server", "status").out)
         assert status["running"] is True, status["problems"]
@@ -63,7 +46,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory):
     write_script(root / "project" / "code", _TINY_SCRIPT)
     (root / "project" / "deployment.yml").write_text(_TINY_DEPLOYMENT)
     write_inputs(root / "inputs", 2)
-    space = Workspace(root)
+    space = FaultWorkspace(root / "home")
     space.ok("model", "create", "--name", "tiny-model", "--type", "custom_model",
              "--path", str(make_model(root / "model-files")))  # fmt: skip
     space.ok("compute", "create", "-n", "tiny-cluster", "--type", "local")
