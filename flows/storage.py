@@ -1,10 +1,12 @@
 """Where job inputs and outputs live: local folders or any fsspec store (s3://, https://).
 
-Local paths take fast paths (``os.scandir``, ``os.replace``); other stores go through
-fsspec, Azure Blob Storage URLs through adlfs (:mod:`flows.azure_blob`). Writes are
-atomic: a local file is written beside its final name and renamed; a remote object is
-uploaded whole from a local temporary file (one put: S3's PutObject, Blob Storage's
-committed block list), so no reader ever sees a partial file under the final name.
+Every location is an fsspec file system and path (local folders through fsspec's local file
+system, Azure Blob Storage URLs through adlfs, :mod:`flows.azure_blob`); only what differs
+in kind branches: a local folder is created while a bucket is only checked, and writes are
+atomic in each store's own way — a local file is written beside its final name and renamed,
+a remote object is uploaded whole from a local temporary file (one put: S3's PutObject, Blob
+Storage's committed block list), so no reader ever sees a partial file under the final name.
+(Listing a job's input keeps ``os.scandir`` for local folders: see :mod:`flows.inputs`.)
 
 Every store error is translated here, once, by :func:`storage_errors`: into an
 :class:`InputError` or a :class:`StorageError` that names the URI with its secrets masked
@@ -13,13 +15,13 @@ and says what to do.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -185,8 +187,6 @@ class Location:
 
     def exists(self) -> bool:
         """True when a file or folder is there; credential and network errors raise."""
-        if not self.remote:
-            return os.path.exists(local_path(self.uri))
         fs, path = self.filesystem()
         with self.errors():
             fs.invalidate_cache(path)
@@ -215,16 +215,11 @@ class Location:
                 fs.info(path.split("/", 1)[0])
 
     def read_bytes(self) -> bytes:
-        if not self.remote:
-            return Path(local_path(self.uri)).read_bytes()
         fs, path = self.filesystem()
         with self.errors():
             return fs.cat_file(path)
 
     def remove_tree(self) -> None:
-        if not self.remote:
-            shutil.rmtree(local_path(self.uri), ignore_errors=True)
-            return
         fs, path = self.filesystem()
         with self.errors():
             fs.invalidate_cache(path)
@@ -233,12 +228,6 @@ class Location:
 
     def list_names(self) -> list[str]:
         """Names of the files directly inside this folder (empty when it does not exist)."""
-        if not self.remote:
-            try:
-                with os.scandir(local_path(self.uri)) as entries:
-                    return [entry.name for entry in entries if entry.is_file()]
-            except FileNotFoundError:
-                return []
         fs, path = self.filesystem()
         with self.errors():
             try:
@@ -307,33 +296,20 @@ def publish_folder(local_dir: str | os.PathLike[str], output: Location) -> list[
 
 
 def _write_local_atomic(path: str, chunks: Iterable[bytes]) -> int:
+    """Write beside ``path`` and rename; the file gets the mode a new file gets (umask)."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
     size = 0
     try:
-        with os.fdopen(fd, "wb") as handle:
+        # created like any new file (mode 0o666 less the umask), never seen under ``path``
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as out:
             for chunk in chunks:
-                handle.write(chunk)
+                out.write(chunk)
                 size += len(chunk)
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        with _quiet():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return size
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    try:
-        yield
-    except OSError:
-        pass

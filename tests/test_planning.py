@@ -71,3 +71,28 @@ def test_timed_out_every_attempt_needs_all_attempts_to_time_out():
     assert timed_out_every_attempt(both, failed)
     assert not timed_out_every_attempt(mixed, failed)
     assert not timed_out_every_attempt(both, MiniBatchResult(4, 2, 2, 0, 3, "succeeded"))
+
+
+def test_a_local_write_is_atomic_and_gets_a_new_files_mode(tmp_path):
+    import os
+    import stat
+
+    from flows.storage import Location
+
+    target = Location(str(tmp_path / "out" / "predictions.csv"))
+
+    def chunks():
+        yield b"a 1\n"
+        assert os.listdir(tmp_path / "out") != ["predictions.csv"]  # not visible while written
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        target.write_atomic(chunks())
+    assert os.listdir(tmp_path / "out") == []  # nothing half-written left behind
+    previous = os.umask(0o027)
+    try:
+        assert target.write_atomic([b"a 1\n", b"b 2\n"]) == 8
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(target.uri).st_mode) == 0o640
+    assert Location(str(tmp_path / "out")).list_names() == ["predictions.csv"]
