@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from blocks.endpoint import load_endpoint
-from blocks.errors import AlreadyExistsError, InputError, NotFoundError, OutputExistsError
+from blocks.errors import AlreadyExistsError, NotFoundError
 from blocks.job_settings import job_settings
 from blocks.overrides import JobOverrides
 from blocks.workspace import default_output_path
@@ -191,7 +191,8 @@ def invoke(endpoint: str, input: str, *, input_type: str = "uri_folder",
         _check_free(job_name)
     job_name = job_name or f"batchjob-{uuid.uuid4()}"
     input, input_type = _pinned_asset(input, input_type)
-    input, output = _checked_locations(input, output_path or default_output_path(job_name),
+    input, output = _checked_locations(input, input_type,
+                                       output_path or default_output_path(job_name),
                                        settings.output_file_name)
     parameters = {"input": input, "input_type": input_type, "deployment_name": resolved.name,
                   "output_path": output, "job_name": job_name, **overrides.given(),
@@ -215,39 +216,34 @@ def _pinned_asset(input: str, input_type: str) -> tuple[str, str]:
     return f"azureml:{asset.name}:{asset.version}", asset.type
 
 
-def _checked_locations(input: str, output: str, file_name: str | None) -> tuple[str, str]:
+def _checked_locations(input: str, input_type: str, output: str,
+                       file_name: str | None) -> tuple[str, str]:
     """Input and output as the job gets them, refused now if they are certain to fail.
 
-    Local paths become absolute; ``azureml://datastores/...`` paths stay as given (the job
-    resolves them) but an unknown datastore is an error now; a local input must exist and
-    a local output file must not. A Blob URL's SAS token is stashed (:mod:`blocks.sas_handoff`).
+    Local paths become absolute; ``azureml:`` data assets and datastore paths stay as given
+    (the job resolves them again), after the same checks the job runs before scoring
+    (:mod:`flows.preflight`): an unknown datastore or asset, a missing, empty or wrongly
+    typed input, an output that exists, is a file, or cannot be written. A Blob URL's SAS
+    token is stashed (:mod:`blocks.sas_handoff`): it never becomes a run parameter.
     """
-    from blocks.data_assets import DataRegistry, is_reference
+    from blocks.data_assets import resolve_input
     from blocks.datastore import SavedDatastores
     from blocks.sas_handoff import stash
+    from flows.preflight import check_input, check_output
+    from flows.storage import Location
 
     stores = SavedDatastores()
 
-    def place(value: str) -> tuple[str, str | None]:
-        if is_reference(value):
-            path = DataRegistry().resolve(value).path
-            return value, None if "://" in path else path
-        if value.lower().startswith("azureml:"):
-            local = stores.resolve(value)[0]
-            return value, None if "://" in local else local
-        if "://" in value and not value.startswith("file://"):
-            return stash(value), None  # a SAS token never becomes a run parameter
-        path = os.path.abspath(value.removeprefix("file://"))
-        return path, path
+    def given(value: str) -> str:
+        if value.startswith("azureml:") or "://" in value and not value.startswith("file://"):
+            return value
+        return os.path.abspath(value.removeprefix("file://"))
 
-    input, local_input = place(input)
-    if local_input is not None and not os.path.exists(local_input):
-        raise InputError(input, "does not exist", hint="Check the --input path.")
-    output, local_output = place(output)
-    if local_output is not None and file_name:
-        if os.path.exists(os.path.join(local_output, file_name)):
-            raise OutputExistsError(os.path.join(local_output, file_name))
-    return input, output
+    input, output = given(input), given(output)
+    source, source_type = resolve_input(input, input_type)
+    check_input(Location(*stores.resolve(source)), source_type)
+    check_output(Location(*stores.resolve(output)), file_name)
+    return stash(input), stash(output)
 
 
 def _check_free(job_name: str) -> None:

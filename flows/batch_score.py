@@ -16,7 +16,7 @@ from prefect.states import Completed, State
 from blocks.compute import DaskCompute
 from blocks.data_assets import resolve_input
 from blocks.datastore import SavedDatastores, mask
-from blocks.errors import OutputExistsError, SpecError
+from blocks.errors import SpecError
 from blocks.job_settings import job_settings
 from blocks.overrides import JobOverrides
 from blocks.spec import JobSettings, ModelDeploymentSpec
@@ -26,6 +26,7 @@ from flows.finish import merge_output, reduce_results
 from flows.inputs import list_input
 from flows.job import ScoringJob
 from flows.planning import plan_mini_batches
+from flows.preflight import check_output
 from flows.processes import fork_server_for
 from flows.report import write_report
 from flows.resolve import ResolvedDeployment, resolve_endpoint, resolve_spec
@@ -140,8 +141,7 @@ def batch_score(
     source = Location(*datastores.resolve(source_uri))
     output = Location(*datastores.resolve(output_path or default_output_path(job_name)))
     target = output.join(settings.output_file_name) if append_rows else None
-    if target is not None and target.exists():
-        raise OutputExistsError(str(target))
+    check_output(output, settings.output_file_name if append_rows else None)
 
     files = list_input(source, input_type)
     plan = plan_mini_batches(files, settings.mini_batch_size)

@@ -48,6 +48,23 @@ def list_input(location: Location, input_type: InputType = "uri_folder") -> list
     return _list_local_folder(location)
 
 
+def check_remote_input(location: Location, input_type: InputType) -> None:
+    """One call: the remote input exists, has the type given, and the credentials reach it."""
+    if input_type == "uri_file":
+        _single_file(location)
+        return
+    if is_http(location.uri):
+        raise InputError(location.display, "folders cannot be listed over http(s)",
+                         hint=_HTTP_FOLDER_HINT)
+    fs, path = location.filesystem()
+    with location.errors(as_input=True):
+        fs.invalidate_cache(path.rstrip("/"))
+        info = fs.info(path.rstrip("/"))
+    if info["type"] == "file":
+        raise InputError(location.display, "is a file, not a folder",
+                         hint="use --input-type uri_file")
+
+
 def _single_file(location: Location) -> str:
     if location.remote:
         fs, path = location.filesystem()
@@ -85,14 +102,10 @@ def _list_local_folder(location: Location) -> list[str]:
 
 
 def _list_remote_folder(location: Location) -> list[str]:
+    check_remote_input(location, "uri_folder")
     fs, path = location.filesystem()
     path = path.rstrip("/")
     with location.errors(as_input=True):
-        fs.invalidate_cache(path)
-        info = fs.info(path)
-        if info["type"] == "file":
-            raise InputError(location.display, "is a file, not a folder",
-                             hint="use --input-type uri_file")
         children = remote_children(fs.ls(path, detail=True, refresh=True), path)
     names = [name for name, is_file in children if is_file]
     folders = len(children) - len(names)

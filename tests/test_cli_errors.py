@@ -172,3 +172,38 @@ def test_a_conda_file_with_missing_packages_is_refused_with_the_pip_line(pbe, en
     assert result.code == 0, result.err
     assert "pins python 3.8.5" in result.err
     assert "pins torch 1.13.0, which this environment cannot honour" in result.err
+
+
+@pytest.mark.parametrize(
+    ("case", "phrases"),
+    [
+        ("empty-folder", ["is empty"]),
+        ("file-as-folder", ["is a file, not a folder", "uri_file"]),
+        ("folder-as-file", ["is a folder, not a file", "uri_folder"]),
+        ("folder-of-folders", ["holds only subfolders (2)"]),
+        ("output-is-a-file", ["the output path is a file"]),
+        ("output-under-a-file", ["the output path lies under a file"]),
+    ],
+)
+def test_what_can_be_checked_at_invoke_is(pbe, endpoint, tmp_path, case, phrases):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "a.txt").write_text("1")
+    for sub in ("x", "y"):
+        (tmp_path / "nested" / sub).mkdir(parents=True)
+    (tmp_path / "taken").write_text("a file")
+    good = ["--input", str(tmp_path / "files"), "--output-path", str(tmp_path / "out")]
+    args = {
+        "empty-folder": ["--input", str(tmp_path / "empty")],
+        "file-as-folder": ["--input", str(tmp_path / "files" / "a.txt")],
+        "folder-as-file": ["--input", str(tmp_path / "files"), "--input-type", "uri_file"],
+        "folder-of-folders": ["--input", str(tmp_path / "nested")],
+        "output-is-a-file": [*good[:2], "--output-path", str(tmp_path / "taken")],
+        "output-under-a-file": [*good[:2], "--output-path", str(tmp_path / "taken" / "out")],
+    }[case]
+    before = pbe.ok("batch-endpoint", "list-jobs", "--name", endpoint, "--query", "length(@)")
+    _error(pbe("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name", "tiny-dpl",
+               *args), *phrases)  # fmt: skip
+    after = pbe.ok("batch-endpoint", "list-jobs", "--name", endpoint, "--query", "length(@)")
+    assert after == before  # refused before any job was created
+    assert not (tmp_path / "out").exists()

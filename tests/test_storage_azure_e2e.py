@@ -329,7 +329,7 @@ def test_pbe_invoke_hands_over_sas_tokens_not_parameters(blob: Azurite) -> None:
 
     sas = blob.sas("lake", write=True)
     given = (f"{blob.url('lake', 'in/')}?{sas}", f"{blob.url('lake', 'out/job-x')}?{sas}")
-    parameters = _checked_locations(*given, "predictions.csv")
+    parameters = _checked_locations(given[0], "uri_folder", given[1], "predictions.csv")
     assert all(signature(sas) not in p and "sig=" not in p for p in parameters)
     assert [SavedDatastores().resolve(p)[0] for p in parameters] == [
         blob.url("lake", "in/"), blob.url("lake", "out/job-x")
