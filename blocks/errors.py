@@ -115,6 +115,19 @@ class OutputExistsError(BatchEndpointError):
         )
 
 
+class OutputClaimedError(BatchEndpointError):
+    """Another job holds the claim on this output file (it is writing it, or it died)."""
+
+    def __init__(self, path: str, holder: str, claim: str) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(
+            f"Output file '{path}' is claimed by job '{holder}'; the job was not started.",
+            hint=f"Wait for '{holder}' (pbe job show -n {holder}) or choose another "
+            f"--output-path; if that job is gone (its process died), remove {claim}.",
+        )
+
+
 class StorageError(BatchEndpointError):
     """Reading or writing a location failed (permissions, credentials, network)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from blocks.job_settings import job_settings
 from blocks.overrides import JobOverrides
 from blocks.spec import JobSettings, ModelDeploymentSpec
 from blocks.workspace import default_output_path
+from flows.claims import claim_output
 from flows.fanout import score_all
 from flows.finish import merge_output, reduce_results
 from flows.inputs import list_input
@@ -178,6 +180,9 @@ def batch_score(
             settings.instance_count, settings.max_concurrency_per_instance, len(plan)
         )
     )
+    releases = contextlib.ExitStack()  # what the job holds until it ends, however it ends
+    if target is not None:  # of two jobs with one output file, exactly one gets past here
+        releases.enter_context(claim_output(target, job_name))
     try:
         with fork_server_for(runner, job, len(plan), logger) as job, runner:
             clock = time.monotonic()
@@ -207,6 +212,7 @@ def batch_score(
         staging.remove()
         if output.remote:
             shutil.rmtree(script_output, ignore_errors=True)
+        releases.close()
 
     message = f"Job {job_name}: {counts.summary()}."
     result = JobResult(

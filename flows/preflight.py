@@ -4,15 +4,17 @@
 them again before scoring (the job may start later, elsewhere). A local input is listed in
 full (an empty folder, a file given as a folder, a folder of folders are refused); a remote
 one is checked with one call (exists, is of its type, the credentials reach it) and listed
-by the job. An output is refused when its file exists, when its path is a file or lies
-under one, or when it cannot be written (a missing bucket or container, no permission).
+by the job. An output is refused when its file exists or another job claims it
+(:mod:`flows.claims`), when its path is a file or lies under one, or when it cannot be
+written (a missing bucket or container, no permission).
 """
 
 from __future__ import annotations
 
 import os
 
-from blocks.errors import OutputExistsError, StorageError
+from blocks.errors import OutputClaimedError, OutputExistsError, StorageError
+from flows.claims import claim_of, holder_of
 from flows.inputs import InputType, check_remote_input, list_input
 from flows.storage import Location, local_path
 
@@ -37,6 +39,8 @@ def check_output(output: Location, file_name: str | None) -> None:
         target = output.join(file_name)
         if target.exists():
             raise OutputExistsError(str(target))
+        if (holder := holder_of(target)) is not None:
+            raise OutputClaimedError(str(target), holder, claim_of(target).display)
 
 
 def _check_local_folder(path: str, shown: str) -> None:

@@ -56,3 +56,27 @@ def test_cancel_a_running_job(pbe, endpoint, tiny_project):
     listed = pbe.ok("batch-deployment", "list-jobs", "--name", "sleepy-dpl",
                     "--endpoint-name", endpoint, "--query", "[].[name, status]")
     assert listed == [[job["name"], "Canceled"]]
+
+
+def test_a_running_job_holds_its_output_and_releases_it_when_canceled(pbe, endpoint,
+                                                                       tiny_project, tmp_path):
+    from flows.claims import holder_of
+    from flows.storage import Location
+
+    output = str(tmp_path / "shared-out")
+    first = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
+                   "sleepy-dpl", "--input", str(tiny_project.inputs), "--output-path", output)
+    target = Location(output).join("predictions.csv")
+    deadline = time.monotonic() + 120
+    while holder_of(target) is None:
+        assert time.monotonic() < deadline, "the first job never claimed its output"
+        time.sleep(0.5)
+    assert holder_of(target) == first["name"]
+    second = pbe("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
+                 "failing-dpl", "--input", str(tiny_project.inputs), "--output-path", output)
+    assert second.code == 1 and f"claimed by job '{first['name']}'" in second.err
+    pbe.ok("job", "cancel", "-n", first["name"])
+    while pbe.ok("job", "show", "-n", first["name"])["status"] != "Canceled":
+        assert time.monotonic() < deadline + 120
+        time.sleep(1)
+    assert holder_of(target) is None  # released however the job ended

@@ -1,0 +1,87 @@
+"""A job's claim on its output file: taken atomically before scoring, released at its end.
+
+Checking that the output file does not exist is not enough: two jobs started together with
+the same output both pass the check. So a job also *claims* the file before it scores: it
+creates ``.<file>.claim`` beside it, exclusively — ``O_EXCL`` on a local disk, a conditional
+put (``If-None-Match: *``) on S3 and Azure Blob Storage — holding the job's name. Of two
+jobs, exactly one gets the claim; the other fails at once naming the job that holds it.
+
+The claim is removed when the job ends, however it ends. A job whose process died (killed,
+out of memory, a lost machine) leaves its claim behind: the next job with that output is
+refused naming it, never silently run over it (remove the claim file once that job is
+known to be gone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+from blocks.errors import OutputClaimedError, StorageError
+from flows.storage import Location, local_path
+
+__all__ = ["claim_of", "claim_output", "holder_of"]
+
+
+def claim_of(target: Location) -> Location:
+    """Where the claim on output file ``target`` lives: ``.<name>.claim`` beside it."""
+    folder, _, name = target.uri.rstrip("/").rpartition("/")
+    if not target.remote:
+        folder, name = os.path.split(local_path(target.uri))
+    return Location(folder, target.storage_options).join(f".{name}.claim")
+
+
+def holder_of(target: Location) -> str | None:
+    """The job that holds the claim on ``target``, or None when nobody does."""
+    claim = claim_of(target)
+    if not claim.exists():
+        return None
+    try:
+        return json.loads(claim.read_bytes()).get("job") or "an unknown job"
+    except (ValueError, StorageError):  # being written, damaged or just released
+        return "an unknown job" if claim.exists() else None
+
+
+@contextlib.contextmanager
+def claim_output(target: Location, job_name: str) -> Iterator[None]:
+    """Hold the claim on ``target`` for the block; OutputClaimedError if another job has it."""
+    claim = claim_of(target)
+    record = json.dumps({
+        "job": job_name,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "claimed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }).encode()
+    if not _create_exclusively(claim, record):
+        raise OutputClaimedError(str(target), holder_of(target) or "another job", claim.display)
+    try:
+        yield
+    finally:
+        claim.remove_tree()
+
+
+def _create_exclusively(claim: Location, data: bytes) -> bool:
+    """Create ``claim`` holding ``data`` unless it exists (then False), in one atomic step."""
+    if not claim.remote:
+        path = local_path(claim.uri)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+        return True
+    fs, path = claim.filesystem()
+    try:
+        fs.pipe_file(path, data, mode="create")  # S3 and Blob: a put with If-None-Match: *
+    except FileExistsError:
+        return False
+    except Exception:
+        with claim.errors():
+            raise
+    return True
