@@ -157,7 +157,8 @@ def _job(a: Any) -> Any:
         return jobs.list_jobs(max_results=a.max_results)
     if a.verb == "download":
         return job_actions.download_job(a.name, download_path=a.download_path,
-                                        output_name=a.output_name, all_outputs=a.all)
+                                        output_name=a.output_name, all_outputs=a.all,
+                                        overwrite=a.overwrite)
     return job_actions.cancel_job(a.name)
 
 

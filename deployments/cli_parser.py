@@ -200,6 +200,8 @@ def _job(b: _Builder) -> None:
     _named(p, "job")
     p.add_argument("--output-name", default="score")
     p.add_argument("-p", "--download-path", default=".")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files already in the download folder")
     p.add_argument("--all", action="store_true")
     p = b.verb(g, "list", "List jobs, newest first")
     p.add_argument("--max-results", type=int, default=100)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from typing import Any, TextIO
@@ -60,8 +59,12 @@ def stream_job(name: str, out: TextIO = sys.stdout, *, poll: float = 1.0) -> dic
 
 
 def download_job(name: str, *, download_path: str = ".", output_name: str | None = "score",
-                 all_outputs: bool = False) -> dict[str, Any]:
-    """Copy the job's output to ``<download_path>/named-outputs/<output_name>/``."""
+                 all_outputs: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Copy the job's output to ``<download_path>/named-outputs/<output_name>/``.
+
+    Files already there are never replaced without ``overwrite``: the download is refused
+    before anything is copied, naming them. A job that wrote nothing says so.
+    """
     record = job_record(find_job(name))
     names = list(OUTPUT_NAMES) if all_outputs else [output_name or "score"]
     for wanted in names:
@@ -73,31 +76,57 @@ def download_job(name: str, *, download_path: str = ".", output_name: str | None
             f"job '{name}' is {record['status']}; its output is not complete yet",
             hint=f"Wait for it: pbe job stream -n {name}")
     source = record["outputs"]["score"]["path"]
+    location, files = _output_files(source)
+    if not files:
+        raise BatchEndpointError(
+            f"job '{name}' ({record['status']}) has nothing to download: it wrote no output "
+            f"to {location.display}",
+            hint=f"See why it ended: pbe job show -n {name}")
     copied = []
     for wanted in names:
         target = os.path.join(download_path, "named-outputs", wanted)
-        _copy_tree(source, target)
+        _copy_files(location, files, target, overwrite=overwrite)
         copied.append(target)
-    return {"name": name, "status": record["status"], "downloaded": copied, "source": source}
+    return {"name": name, "status": record["status"], "downloaded": copied, "source": source,
+            "files": len(files)}
 
 
-def _copy_tree(source: str, target: str) -> None:
+def _output_files(source: str) -> tuple[Location, list[str]]:
+    """The job's output folder and the files in it (relative paths), without job internals."""
     from blocks.datastore import SavedDatastores
 
-    uri, options = SavedDatastores().resolve(source)  # azureml://datastores/... too
-    location = Location(uri, options)
-    source = uri
-    if not location.remote:
-        if not os.path.isdir(source):
-            raise NotFoundError("output folder", source, hint="The job wrote no output there.")
-        shutil.copytree(source, target, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".pbe-staging-*"))
-        return
-    fs, path = location.filesystem()
-    if not fs.exists(path):
-        raise NotFoundError("output folder", source, hint="The job wrote no output there.")
-    os.makedirs(target, exist_ok=True)
-    fs.get(path.rstrip("/") + "/", target.rstrip("/") + "/", recursive=True)
+    location = Location(*SavedDatastores().resolve(source))  # azureml://datastores/... too
+    fs, root = location.filesystem()
+    root = root.rstrip("/")
+    with location.errors():
+        found = fs.find(root) if fs.isdir(root) else []
+    relative = [path[len(root):].lstrip("/") for path in found]
+    return location, sorted(p for p in relative if not _internal(p))
+
+
+def _internal(relative: str) -> bool:
+    """A job's staging folder or output claim (see flows.staging, flows.claims)."""
+    first = relative.split("/", 1)[0]
+    return first.startswith(".pbe-staging-") or (first.startswith(".") and
+                                                  first.endswith(".claim"))
+
+
+def _copy_files(location: Location, files: list[str], target: str, *, overwrite: bool) -> None:
+    existing = [f for f in files if os.path.lexists(os.path.join(target, f))]
+    if existing and not overwrite:
+        shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5
+                                          else "")
+        raise BatchEndpointError(
+            f"{len(existing)} file(s) already in {target}: {shown}; nothing was downloaded",
+            hint="Choose another --download-path, or pass --overwrite to replace them.")
+    fs, root = location.filesystem()
+    for relative in files:
+        destination = os.path.join(target, relative)
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        partial = f"{destination}.pbe-download"
+        with location.errors():
+            fs.get_file(f"{root.rstrip('/')}/{relative}", partial)
+        os.replace(partial, destination)  # a file appears whole, or not at all
 
 
 def cancel_job(name: str) -> dict[str, Any]:

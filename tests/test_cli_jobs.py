@@ -12,9 +12,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
 def endpoint(pbe, tiny_project):
-    """An endpoint whose deployments sleep (``sleepy-dpl``) or fail (``failing-dpl``)."""
+    """An endpoint whose deployments sleep (``sleepy-dpl``), fail (``failing-dpl``) or
+    succeed (``tiny-dpl``)."""
     name = f"jobs-{uuid.uuid4().hex[:6]}"
     pbe.ok("batch-endpoint", "create", "--file", str(tiny_project.endpoint_yml), "--name", name)
+    pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
+           "--endpoint-name", name)
     for script in ("sleepy", "failing"):
         pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
                "--endpoint-name", name, "--name", f"{script}-dpl",
@@ -80,3 +83,31 @@ def test_a_running_job_holds_its_output_and_releases_it_when_canceled(pbe, endpo
         assert time.monotonic() < deadline + 120
         time.sleep(1)
     assert holder_of(target) is None  # released however the job ended
+
+
+def test_downloads_never_destroy(pbe, endpoint, tiny_project, tmp_path):
+    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
+                 "tiny-dpl", "--input", str(tiny_project.inputs), "--wait")
+    where = tmp_path / "download"
+    got = pbe.ok("job", "download", "-n", job["name"], "--download-path", str(where))
+    predictions = where / "named-outputs" / "score" / "predictions.csv"
+    assert predictions.read_text().splitlines() == [f"item{i:04d}.txt 42" for i in range(3)]
+    assert got["files"] == 3  # predictions and the two report files, no staging or claim
+    assert (where / "named-outputs" / "score" / "logs" / "errors.txt").is_file()
+
+    predictions.write_text("my own edits\n")
+    again = pbe("job", "download", "-n", job["name"], "--download-path", str(where))
+    assert again.code == 1 and "already in" in again.err and "--overwrite" in again.err
+    assert predictions.read_text() == "my own edits\n"  # untouched
+    pbe.ok("job", "download", "-n", job["name"], "--download-path", str(where), "--overwrite")
+    assert predictions.read_text().startswith("item0000.txt 42")
+
+    canceled = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
+                      "sleepy-dpl", "--input", str(tiny_project.inputs))
+    pbe.ok("job", "cancel", "-n", canceled["name"])
+    deadline = time.monotonic() + 120
+    while pbe.ok("job", "show", "-n", canceled["name"])["status"] != "Canceled":
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    nothing = pbe("job", "download", "-n", canceled["name"], "--download-path", str(where))
+    assert nothing.code == 1 and "has nothing to download" in nothing.err
