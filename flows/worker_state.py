@@ -61,8 +61,16 @@ class JobWorkerPlugin(WorkerPlugin):
                 logger.exception("Starting scoring processes for %s failed", self.name)
 
     async def teardown(self, worker: distributed.Worker) -> None:
-        """Close everything the job left on this worker, off the worker's event loop."""
-        for error in await asyncio.get_running_loop().run_in_executor(None, self.close):
+        """Close everything the job left on this worker.
+
+        Usually :func:`close` did already and this is instant; processes still to shut
+        down (their ``shutdown()`` may take a while) are closed off the event loop.
+        """
+        if self.pool.idle:
+            errors = await asyncio.get_running_loop().run_in_executor(None, self.close)
+        else:
+            errors = self.close()
+        for error in errors:
             logger.warning("%s: %s", self.name, error)
 
     def close(self) -> list[str]:

@@ -24,6 +24,12 @@ class ScoringProcessPool:
         self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def idle(self) -> int:
+        """How many processes wait in the pool (idle or starting)."""
+        with self._lock:
+            return sum(len(processes) for processes in self._idle.values())
+
     @contextmanager
     def borrow(
         self, spec: ScoringProcessSpec, fork_server: str | None = None
