@@ -70,6 +70,10 @@ from prefect.utilities.engine import collect_task_run_inputs_sync  # noqa: E402
 # returns (not exported by ``prefect_dask``); ours returns the same type.
 from prefect_dask.task_runners import PrefectDaskFuture  # noqa: E402
 
+#: Prefect modules a worker imports before its first task (``prefect.task_engine`` is where
+#: ``run_task_sync`` lives); local workers are forked from a server that imported them.
+ENGINE_MODULES = ["prefect", "prefect.task_engine"]
+
 #: The keys of ``serialize_context()`` that are the same for every task of a flow run.
 SHARED_CONTEXT_KEYS = (
     "settings_context",

@@ -91,10 +91,13 @@ def job_processes(
     worker_state.register(client, name, job.process, counts, job.fork_server)
     try:
         yield name
-    finally:
-        for worker, errors in worker_state.close(client, name).items():
-            for error in errors:
-                logger.warning("%s on %s", error, worker)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the job's own error is the one to report
+            worker_state.close(client, name)
+        raise
+    for worker, errors in worker_state.close(client, name).items():
+        for error in errors:
+            logger.warning("%s on %s", error, worker)
 
 
 def _processes_per_worker(client: distributed.Client, mini_batches: int) -> dict[str, int]:

@@ -197,8 +197,7 @@ _WORKER_PRELOAD = [
     "distributed",
     "numpy",
     "pandas",
-    "prefect",
-    "prefect.task_engine",
+    *internals.ENGINE_MODULES,
     "flows.tasks",
     "flows.task_runner",
 ]
