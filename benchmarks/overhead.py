@@ -7,12 +7,17 @@ the cluster start is printed apart), beside, in the same run:
 - stock prefect-dask: a no-op Prefect task on ``prefect_dask.DaskTaskRunner`` (fewer tasks:
   it is slow), to show what the engine's own task runner saves.
 
-Run: ``python benchmarks/overhead.py [--mini-batches 1000] [--stock-tasks 100]``
+``--runner stock`` runs the flow on stock ``prefect_dask.DaskTaskRunner``
+(``PBE_TASK_RUNNER=stock``) instead of the engine's own task runner (``fast``, the default):
+the same job, mini-batch for mini-batch; give it fewer mini-batches.
+
+Run: ``python benchmarks/overhead.py [--mini-batches 1000] [--stock-tasks 100] [--runner fast]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -71,7 +76,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mini-batches", type=int, default=1000)
     parser.add_argument("--stock-tasks", type=int, default=100)
+    parser.add_argument(
+        "--runner", choices=("fast", "stock"), default="fast",
+        help="the batch-score flow's task runner (PBE_TASK_RUNNER)",
+    )
     args = parser.parse_args()
+    os.environ["PBE_TASK_RUNNER"] = args.runner
 
     print(f"machine: {machine()}")
     with isolated_prefect(), tempfile.TemporaryDirectory(prefix="pbe-overhead-") as tmp:
@@ -81,8 +91,8 @@ def main() -> None:
         stock_ms = stock_prefect_dask_ms(args.stock_tasks) if args.stock_tasks else float("nan")
 
     print(
-        f"batch-score flow : {engine_ms:8.1f} ms per mini-batch "
-        f"({args.mini_batches} mini-batches; cluster start {result.cluster_seconds:.1f} s apart)"
+        f"batch-score flow : {engine_ms:8.1f} ms per mini-batch ({args.runner} runner, "
+        f"{args.mini_batches} mini-batches; cluster start {result.cluster_seconds:.1f} s apart)"
     )
     print(f"raw Dask map     : {raw_ms:8.1f} ms per task (the floor)")
     print(f"stock prefect-dask: {stock_ms:7.1f} ms per task ({args.stock_tasks} tasks)")
@@ -92,6 +102,7 @@ def main() -> None:
     print(f"target <= {TARGET_MS:.0f} ms per mini-batch: {verdict(engine_ms <= TARGET_MS)}")
     print(
         result_line(
+            runner=args.runner,
             ms_per_minibatch=engine_ms,
             raw_dask_ms_per_task=raw_ms,
             stock_prefect_dask_ms_per_task=stock_ms,

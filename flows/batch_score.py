@@ -35,7 +35,7 @@ from flows.resolve import ResolvedDeployment, resolve_endpoint, resolve_spec
 from flows.results import JobResult
 from flows.staging import JobStaging
 from flows.storage import Location, publish_folder
-from flows.task_runner import ScoringTaskRunner
+from flows.task_runner import make_task_runner
 from flows.threshold import ErrorBudget
 from scoring.model_formats import framework_environment
 from scoring.spec import ScoringProcessSpec
@@ -175,8 +175,8 @@ def batch_score(
     def report_progress(done: int, total: int) -> None:
         update_progress_artifact(progress, progress=100.0 * done / max(total, 1))
 
-    runner = ScoringTaskRunner(
-        **resolved.compute.task_runner_kwargs(
+    runner = make_task_runner(  # PBE_TASK_RUNNER=stock: prefect-dask's own DaskTaskRunner
+        resolved.compute.task_runner_kwargs(
             settings.instance_count, settings.max_concurrency_per_instance, len(plan)
         )
     )

@@ -2,34 +2,29 @@
 
 Cancelling Dask futures stops mini-batches that no worker has taken; the flag, set on every
 worker of the cluster with ``Client.run``, also stops those already queued on a worker and
-the retries of those running, so a job past its error threshold ends promptly. Checking the
-flag costs nothing: it is a set in this module, in each worker process.
+the retries of those running, so a job past its error threshold ends promptly. The flag is
+an attribute of the job's worker plugin (:mod:`flows.worker_state`), so it goes with the job;
+checking it costs an attribute read.
 """
 
 from __future__ import annotations
 
 import distributed
 
-_stopped_jobs: set[str] = set()
+from flows.worker_state import JobWorkerPlugin
 
 
-def _mark(job_name: str, stopped: bool) -> None:
-    if stopped:
-        _stopped_jobs.add(job_name)
-    else:
-        _stopped_jobs.discard(job_name)
-
-
-def request_stop(client: distributed.Client, job_name: str) -> None:
+def request_stop(client: distributed.Client, plugin_name: str) -> None:
     """Tell every worker that the job's remaining attempts must not start."""
-    client.run(_mark, job_name, True)
+    client.run(_mark_stopped, plugin_name)
 
 
-def clear_stop(client: distributed.Client, job_name: str) -> None:
-    """Forget an earlier stop of a job with this name (a re-run)."""
-    client.run(_mark, job_name, False)
+def _mark_stopped(plugin_name: str, dask_worker: distributed.Worker) -> None:
+    plugin = dask_worker.plugins.get(plugin_name)
+    if plugin is not None:
+        plugin.stopped = True
 
 
-def stop_requested(job_name: str) -> bool:
+def stop_requested(state: JobWorkerPlugin) -> bool:
     """True when the job was told to stop (checked in the worker running the attempt)."""
-    return job_name in _stopped_jobs
+    return state.stopped

@@ -17,9 +17,10 @@ from typing import Any
 
 import distributed
 from prefect.states import State
+from prefect_dask import DaskTaskRunner
 
 from blocks.errors import MiniBatchAttemptError
-from flows.cancel import clear_stop, request_stop
+from flows.cancel import request_stop
 from flows.job import ScoringJob
 from flows.planning import MiniBatch
 from flows.processes import job_processes
@@ -101,7 +102,7 @@ def _stop(client: distributed.Client, job: ScoringJob, futures: list[distributed
     attempt is bounded by the timeout, so their task runs reach a final state instead of
     staying Running in the UI.
     """
-    request_stop(client, job.name)
+    request_stop(client, job.worker_state)
     on_workers = {key for keys in client.processing().values() for key in keys}
     pending = [f for f in futures if not f.done()]
     client.cancel([f for f in pending if f.key not in on_workers])
@@ -110,7 +111,7 @@ def _stop(client: distributed.Client, job: ScoringJob, futures: list[distributed
 
 
 def score_all(
-    runner: ScoringTaskRunner,
+    runner: DaskTaskRunner,
     job: ScoringJob,
     plan: Sequence[MiniBatch],
     *,
@@ -120,9 +121,7 @@ def score_all(
     on_progress: ProgressCallback | None = None,
 ) -> list[MiniBatchResult]:
     """Run every mini-batch (one Prefect task each) and return their results by index."""
-    client = runner.client
-    clear_stop(client, job.name)
-    with job_processes(client, job, len(plan), logger):
+    with job_processes(runner.client, job, len(plan), logger):
         results = _score(runner, job, plan, max_retries, budget, logger, on_progress)
     for mini_batch in plan:
         if mini_batch.index not in results:
@@ -130,8 +129,17 @@ def score_all(
     return [results[index] for index in sorted(results)]
 
 
+def _submit(runner: DaskTaskRunner, task: Any, job: ScoringJob, plan: Sequence[MiniBatch]):
+    """One task run per mini-batch: as one graph on the fast runner, one by one on stock."""
+    parameter_sets = [{"job": job, "mini_batch": mini_batch} for mini_batch in plan]
+    if isinstance(runner, ScoringTaskRunner):
+        runner.worker_state = job.worker_state
+        return runner.submit_many(task, parameter_sets)
+    return [runner.submit(task, parameters) for parameters in parameter_sets]
+
+
 def _score(
-    runner: ScoringTaskRunner,
+    runner: DaskTaskRunner,
     job: ScoringJob,
     plan: Sequence[MiniBatch],
     max_retries: int,
@@ -142,9 +150,7 @@ def _score(
     """Submit the mini-batches and collect their results until done or over the threshold."""
     client = runner.client
     task = score_mini_batch.with_options(retries=max_retries - 1)
-    submitted = runner.submit_many(
-        task, [{"job": job, "mini_batch": mini_batch} for mini_batch in plan]
-    )
+    submitted = _submit(runner, task, job, plan)
     futures = [future.wrapped_future for future in submitted]
     by_key = {future.key: mini_batch for future, mini_batch in zip(futures, plan, strict=True)}
 

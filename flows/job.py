@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,3 +22,10 @@ class ScoringJob:
     input_storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     #: The job's fork server (a Unix socket on the flow's machine), when it has one.
     fork_server: str | None = None
+    #: Tells this run of the job from another of the same name (a re-run, a concurrent one).
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def worker_state(self) -> str:
+        """The name of the job's worker plugin (:mod:`flows.worker_state`) on its cluster."""
+        return f"pbe-job-{self.name}-{self.instance}"

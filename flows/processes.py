@@ -2,9 +2,10 @@
 
 For a cluster the flow starts on its own machine, the job's fork server
 (:mod:`scoring.fork_server`) starts before the cluster. When the job reaches the cluster
-each worker starts its scoring processes at once instead of on its first mini-batch. At the
-end the workers shut down their idle processes (calling ``shutdown()``) and the fork server
-stops.
+each worker starts its scoring processes at once instead of on its first mini-batch: they
+belong to the job's worker plugin (:mod:`flows.worker_state`), registered then. At the end
+the workers shut down their idle processes (calling ``shutdown()``), the plugin is removed
+(closing the rest of the job's state on the workers) and the fork server stops.
 """
 
 from __future__ import annotations
@@ -17,17 +18,17 @@ from collections.abc import Iterator
 
 import dask
 import distributed
+from prefect_dask import DaskTaskRunner
 
+from flows import worker_state
 from flows.job import ScoringJob
-from flows.task_runner import ScoringTaskRunner
+from flows.task_runner import local_worker_threads
 from scoring import fork_server
-from scoring.pool import POOL
-from scoring.spec import ScoringProcessSpec
 
 
 @contextlib.contextmanager
 def fork_server_for(
-    runner: ScoringTaskRunner,
+    runner: DaskTaskRunner,
     job: ScoringJob,
     mini_batches: int,
     logger: logging.Logger | logging.LoggerAdapter,
@@ -38,7 +39,7 @@ def fork_server_for(
     submitted. Only for two or more processes starting at once: one gains nothing from it.
     Yields the job as its tasks should see it; stops the server when the job is done.
     """
-    workers = runner.local_worker_threads
+    workers = local_worker_threads(runner)
     server = None
     if workers is not None and min(workers, mini_batches) >= 2 and fork_server.enabled():
         try:
@@ -82,16 +83,19 @@ def job_processes(
     job: ScoringJob,
     mini_batches: int,
     logger: logging.Logger | logging.LoggerAdapter,
-) -> Iterator[None]:
-    """Start the job's scoring processes on the workers now; shut idle ones down after."""
+) -> Iterator[str]:
+    """Register the job's worker plugin, which starts its scoring processes on the workers
+    now; yield the plugin's name; shut the processes down and remove the plugin after."""
+    name = job.worker_state
     counts = _processes_per_worker(client, mini_batches)
-    if counts:  # a launch that fails here fails again, and is reported, in the mini-batch
-        client.run(
-            _prepare_on_worker, job.process, counts, job.fork_server,
-            workers=list(counts), on_error="ignore",
-        )
-    yield
-    for worker, errors in client.run(_close_job_processes, job.name).items():
+    worker_state.register(client, name, job.process, counts, job.fork_server)
+    try:
+        yield name
+    except BaseException:
+        with contextlib.suppress(Exception):  # the job's own error is the one to report
+            worker_state.close(client, name)
+        raise
+    for worker, errors in worker_state.close(client, name).items():
         for error in errors:
             logger.warning("%s on %s", error, worker)
 
@@ -112,16 +116,3 @@ def _processes_per_worker(client: distributed.Client, mini_batches: int) -> dict
             counts[address] = count
             remaining -= count
     return counts
-
-
-def _prepare_on_worker(
-    spec: ScoringProcessSpec,
-    counts: dict[str, int],
-    fork_server_address: str | None,
-    dask_worker: distributed.Worker,
-) -> int:
-    return POOL.prepare(spec, counts.get(dask_worker.address, 0), fork_server_address)
-
-
-def _close_job_processes(job_name: str) -> list[str]:
-    return POOL.close_job(job_name)

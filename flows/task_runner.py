@@ -9,17 +9,17 @@ almost all of it on work that is the same for every task of a flow run. Profiled
   task, each loading the system's CA bundle into a fresh SSL context (~60 ms apiece).
 
 This runner ships the settings once per flow run (a Dask future every task depends on),
-hydrates them once per worker process, and keeps one API client per worker thread.
+hydrates them once per job on each worker, and keeps one API client per worker thread; both
+belong to the job's worker plugin (:mod:`flows.worker_state`), which closes the clients when
+the job ends. Every private Prefect name it needs goes through :mod:`flows.prefect_internals`.
+``PBE_TASK_RUNNER=stock`` runs jobs on prefect-dask's own ``DaskTaskRunner`` instead.
 Everything else about a task run (its context, tags, parameters, retries, its states in the
 Prefect UI) is what prefect-dask does.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -27,28 +27,38 @@ from typing import Any
 import dask
 import distributed
 from distributed.utils import get_mp_context
-from prefect.context import (
-    AssetContext,
-    FlowRunContext,
-    SettingsContext,
-    SyncClientContext,
-    TagsContext,
-    TaskRunContext,
-    serialize_context,
-)
-from prefect.logging.configuration import ensure_logging_setup
-from prefect.logging.handlers import PrefectConsoleHandler
-from prefect.task_engine import run_task_async, run_task_sync
-from prefect.utilities.engine import collect_task_run_inputs_sync
 from prefect_dask import DaskTaskRunner
-from prefect_dask.task_runners import PrefectDaskFuture
 
-_SHARED_KEYS = (
-    "settings_context",
-    "flow_run_context",
-    "deployment_id",
-    "deployment_parameters",
-)
+from blocks.errors import SpecError
+from flows import prefect_internals as internals
+from flows.worker_state import JobWorkerPlugin
+
+#: ``PBE_TASK_RUNNER``: ``fast`` (default) for :class:`ScoringTaskRunner`, ``stock`` for
+#: prefect-dask's own ``DaskTaskRunner`` (same task runs, ~10× the overhead per task).
+RUNNER_VARIABLE = "PBE_TASK_RUNNER"
+RUNNERS = ("fast", "stock")
+
+
+def make_task_runner(kwargs: dict[str, Any]) -> DaskTaskRunner:
+    """The task runner ``PBE_TASK_RUNNER`` asks for, built from ``DaskTaskRunner`` kwargs."""
+    choice = os.environ.get(RUNNER_VARIABLE, "fast").strip().lower() or "fast"
+    if choice not in RUNNERS:
+        raise SpecError(
+            f"{RUNNER_VARIABLE}={choice!r} is not a task runner",
+            key=RUNNER_VARIABLE,
+            hint="use fast (the default) or stock (prefect-dask's DaskTaskRunner)",
+        )
+    return ScoringTaskRunner(**kwargs) if choice == "fast" else DaskTaskRunner(**kwargs)
+
+
+def local_worker_threads(runner: DaskTaskRunner) -> int | None:
+    """Worker threads of the ``LocalCluster`` a runner starts; None for other clusters."""
+    if runner.address is not None or runner.cluster_class is not None:
+        return None
+    kwargs = runner.cluster_kwargs or {}
+    if "n_workers" not in kwargs:
+        return os.cpu_count() or 1
+    return int(kwargs["n_workers"]) * int(kwargs.get("threads_per_worker") or 1)
 
 
 class ScoringTaskRunner(DaskTaskRunner):
@@ -56,11 +66,16 @@ class ScoringTaskRunner(DaskTaskRunner):
 
     Takes exactly the arguments of :class:`prefect_dask.DaskTaskRunner`: ``address`` for an
     existing scheduler, or ``cluster_class`` + ``cluster_kwargs`` (+ ``adapt_kwargs``).
+    With :attr:`worker_state` naming a job's worker plugin, its tasks take the hydrated
+    settings and the per-thread API clients from that plugin, which closes them at the
+    job's end; without one, each task hydrates the settings and Prefect builds its clients.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._shared: tuple[tuple[int, int], distributed.Future] | None = None
+        self._shared: tuple[tuple[Any, ...], distributed.Future] | None = None
+        #: The name of the job's :class:`~flows.worker_state.JobWorkerPlugin`, if any.
+        self.worker_state: str | None = None
 
     def __enter__(self) -> ScoringTaskRunner:
         if self.address is None and self.cluster_class is None:
@@ -70,12 +85,7 @@ class ScoringTaskRunner(DaskTaskRunner):
     @property
     def local_worker_threads(self) -> int | None:
         """Worker threads of the ``LocalCluster`` this runner starts; None for other clusters."""
-        if self.address is not None or self.cluster_class is not None:
-            return None
-        kwargs = self.cluster_kwargs or {}
-        if "n_workers" not in kwargs:
-            return os.cpu_count() or 1
-        return int(kwargs["n_workers"]) * int(kwargs.get("threads_per_worker") or 1)
+        return local_worker_threads(self)
 
     def submit(  # type: ignore[override]
         self,
@@ -83,10 +93,10 @@ class ScoringTaskRunner(DaskTaskRunner):
         parameters: dict[str, Any],
         wait_for: Any = None,
         dependencies: dict[str, set[Any]] | None = None,
-    ) -> PrefectDaskFuture[Any]:
+    ) -> Any:
         self._require_started()
-        parameters = self._optimize_futures(parameters)
-        wait_for = self._optimize_futures(wait_for) if wait_for else None
+        parameters = internals.optimize_futures(self, parameters)
+        wait_for = internals.optimize_futures(self, wait_for) if wait_for else None
         task_run_id, task_inputs, context, shared = self._prepare_run(
             task, parameters, dependencies
         )
@@ -102,11 +112,9 @@ class ScoringTaskRunner(DaskTaskRunner):
             key=f"{task.name}-{task_run_id.hex}",
             pure=False,
         )
-        return PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
+        return internals.dask_future(future, task_run_id)
 
-    def submit_many(
-        self, task: Any, parameter_sets: Sequence[dict[str, Any]]
-    ) -> list[PrefectDaskFuture[Any]]:
+    def submit_many(self, task: Any, parameter_sets: Sequence[dict[str, Any]]) -> list[Any]:
         """One task run per parameter set, submitted to Dask as one graph.
 
         Same task runs as calling :meth:`submit` for each, but the scheduler receives one
@@ -133,12 +141,12 @@ class ScoringTaskRunner(DaskTaskRunner):
             shared=shared[0],
         )
         return [
-            PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
+            internals.dask_future(future, task_run_id)
             for future, task_run_id in zip(futures, ids, strict=True)
         ]
 
     def _require_started(self) -> None:
-        if not self._started:
+        if not internals.runner_started(self):
             raise RuntimeError("The task runner must be started before submitting work.")
 
     def _prepare_run(
@@ -154,7 +162,7 @@ class ScoringTaskRunner(DaskTaskRunner):
         task_inputs = {}
         for name, value in parameters.items():
             if id(value) not in seen:
-                seen[id(value)] = collect_task_run_inputs_sync(value, future_cls=distributed.Future)
+                seen[id(value)] = internals.task_inputs(value)
             task_inputs[name] = seen[id(value)]
         for name, extra in (dependencies or {}).items():
             task_inputs[name] = task_inputs.get(name, set()) | extra
@@ -170,25 +178,18 @@ class ScoringTaskRunner(DaskTaskRunner):
     def _contexts(self, asset_kwargs: dict[str, Any]) -> tuple[distributed.Future, dict[str, Any]]:
         """The per-task context, and a future of the part shared by all tasks of the run.
 
-        The shared part (settings, the flow run's context, deployment values) is serialised
-        and shipped once per flow run; each task carries only its own context.
+        The shared part (settings, the flow run's context, deployment values, the job's
+        worker plugin) is serialised and shipped once per flow run; each task carries only
+        its own context.
         """
-        settings = SettingsContext.get()
-        flow_run_context = FlowRunContext.get()
-        identity = (id(settings), id(flow_run_context))
+        identity = (*internals.context_identity(), self.worker_state)
         if self._shared is None or self._shared[0] != identity:
-            full = serialize_context(asset_ctx_kwargs=asset_kwargs)
-            shared = {key: full[key] for key in _SHARED_KEYS}
+            shared = internals.shared_context(asset_kwargs)
             shared["token"] = uuid.uuid4().hex
+            shared["worker_state"] = self.worker_state
             future = self.client.scatter(shared, broadcast=True, hash=False)
             self._shared = (identity, future)
-        task_run_context = TaskRunContext.get()
-        context = {
-            "task_run_context": task_run_context.serialize() if task_run_context else {},
-            "tags_context": TagsContext.get().serialize(),
-            "asset_context": AssetContext.from_task_and_inputs(**asset_kwargs).serialize(),
-        }
-        return self._shared[1], context
+        return self._shared[1], internals.task_context(asset_kwargs)
 
 
 #: What a local worker needs before its first task; imported once, in the fork server.
@@ -196,8 +197,7 @@ _WORKER_PRELOAD = [
     "distributed",
     "numpy",
     "pandas",
-    "prefect",
-    "prefect.task_engine",
+    *internals.ENGINE_MODULES,
     "flows.tasks",
     "flows.task_runner",
 ]
@@ -213,24 +213,6 @@ def _fork_local_workers() -> None:
     dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
     context = get_mp_context()  # lets distributed register its own preload first
     context.set_forkserver_preload(_WORKER_PRELOAD)
-
-
-_hydrated: dict[str, SettingsContext] = {}
-_hydrated_lock = threading.Lock()
-_thread_clients = threading.local()
-
-
-def _settings_context(shared: dict[str, Any]) -> SettingsContext | None:
-    """The flow run's settings, validated once per worker process."""
-    if not shared.get("settings_context"):
-        return None
-    with _hydrated_lock:
-        context = _hydrated.get(shared["token"])
-        if context is None:
-            context = SettingsContext(**shared["settings_context"])
-            _hydrated.clear()
-            _hydrated[shared["token"]] = context
-    return context.model_copy()
 
 
 def _run_mapped_task_on_worker(
@@ -270,19 +252,25 @@ def _run_task_on_worker(
         dependencies=task_inputs,
         context=context,
     )
-    settings = _settings_context(shared)
-    if settings is None:
-        return _run(task, kwargs)
-    with settings:
+    if not shared.get("settings_context"):
+        return internals.run_task(task, kwargs)
+    plugin = _worker_state(shared.get("worker_state"))
+    if plugin is None:  # no job plugin: the settings per task, Prefect's own clients
+        with internals.hydrate_settings(shared["settings_context"]):
+            _quiet_worker_console()
+            return internals.run_task(task, kwargs)
+    with plugin.settings(shared["token"], shared["settings_context"]):
         _quiet_worker_console()
-        client_context = _client_context(shared["token"])
-        # Make the engine's get_client() find this thread's open client instead of
-        # building a new one (and a new SSL context) twice per task.
-        reset = SyncClientContext.__var__.set(client_context)
-        try:
-            return _run(task, kwargs)
-        finally:
-            SyncClientContext.__var__.reset(reset)
+        # The engine's get_client() finds this thread's open client instead of building a
+        # new one (and a new SSL context) twice per task.
+        with internals.using_client(plugin.client_context()):
+            return internals.run_task(task, kwargs)
+
+
+def _worker_state(name: str | None) -> JobWorkerPlugin | None:
+    if name is None:
+        return None
+    return distributed.get_worker().plugins.get(name)
 
 
 _console_quieted = False
@@ -293,32 +281,10 @@ def _quiet_worker_console() -> None:
 
     A worker's console is the flow's terminal for a LocalCluster: a line per task ("Finished
     in state Completed()") buries the flow's own messages and costs ~5 ms of rich rendering
-    per task. Warnings and errors still show there.
+    per task. Warnings and errors still show there. Done once per worker process: it is the
+    process's logging configuration, not a job's state.
     """
     global _console_quieted
-    if _console_quieted:
-        return
-    ensure_logging_setup()
-    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    for logger in loggers:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(max(handler.level, logging.WARNING))
-    _console_quieted = True
-
-
-def _client_context(token: str) -> SyncClientContext:
-    """An open Prefect API client for this worker thread and flow run's settings."""
-    cached = getattr(_thread_clients, "context", None)
-    if cached is not None and cached[0] == token:
-        return cached[1]
-    context = SyncClientContext()
-    context.client.__enter__()
-    _thread_clients.context = (token, context)
-    return context
-
-
-def _run(task: Any, kwargs: dict[str, Any]) -> Any:
-    if task.isasync:
-        return asyncio.run(run_task_async(**kwargs))
-    return run_task_sync(**kwargs)
+    if not _console_quieted:
+        internals.quiet_console()
+        _console_quieted = True

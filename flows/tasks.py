@@ -19,8 +19,8 @@ from flows.inputs import local_copies
 from flows.job import ScoringJob
 from flows.planning import MiniBatch
 from flows.results import MiniBatchResult
+from flows.worker_state import job_state
 from scoring.dependencies import pip_name
-from scoring.pool import POOL
 from scoring.process import ScoringFailure
 from scoring.results import ItemCounts
 
@@ -55,7 +55,8 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
     returns a ``Cancelled`` state without running when the job was told to stop.
     """
     attempt = task_run.run_count or 1
-    if stop_requested(job.name):
+    state = job_state(job.worker_state)  # the job's scoring processes and stop flag here
+    if stop_requested(state):
         return Cancelled(message=f"mini-batch {mini_batch.id} not run: the job is stopping")
     logger = get_run_logger()
     started = datetime.now(timezone.utc)
@@ -63,7 +64,7 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
     process_name = socket.gethostname()
     try:
         with local_copies(mini_batch.files, job.input_storage_options) as paths:
-            with POOL.borrow(job.process, job.fork_server) as process:
+            with state.pool.borrow(job.process, job.fork_server) as process:
                 process_name = f"{socket.gethostname()}:{process.pid}"
                 _forward(logger, process.take_init_logs())
                 outcome = process.run(paths, timeout=job.timeout, want_rows=job.append_rows)
@@ -113,7 +114,7 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
 
 
 # The task wraps a module-level function so that Dask pickles it by reference, not by value
-# with its globals (which include the process pool and its lock).
+# with its globals.
 score_mini_batch = task(
     _score_mini_batch,
     name="score-mini-batch",

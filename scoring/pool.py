@@ -1,8 +1,9 @@
 """The scoring processes of one worker, reused across mini-batches.
 
 ``init()`` runs once per scoring process, not once per mini-batch: a worker keeps an idle
-process per spec and lends it to the next mini-batch of the same job and deployment. The
-pool lives in an importable module so that it survives between tasks of a Dask worker.
+process per spec and lends it to the next mini-batch of the same job and deployment. On a
+Dask worker each job has its own pool, owned by the job's worker plugin
+(:mod:`flows.worker_state`), which closes it when the job ends.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ class ScoringProcessPool:
     def __init__(self) -> None:
         self._idle: dict[str, list[ScoringProcess]] = {}
         self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def idle(self) -> int:
+        """How many processes wait in the pool (idle or starting)."""
+        with self._lock:
+            return sum(len(processes) for processes in self._idle.values())
 
     @contextmanager
     def borrow(
@@ -46,10 +54,15 @@ class ScoringProcessPool:
             healthy = failure.category in ("user_error", "bad_return") and process.alive
             raise
         finally:
+            kept = False
             if healthy and process.alive:
                 with self._lock:
-                    self._idle.setdefault(spec.key, []).append(process)
-            else:
+                    if not self._closed:
+                        self._idle.setdefault(spec.key, []).append(process)
+                        kept = True
+            if not kept and healthy:  # lent before the pool closed: shut down as it would be
+                process.stop()
+            elif not kept:
                 process.kill()
 
     def prepare(
@@ -62,6 +75,8 @@ class ScoringProcessPool:
         mini-batch. Returns how many were launched.
         """
         with self._lock:
+            if self._closed:
+                return 0
             idle = self._idle.setdefault(spec.key, [])
             missing = max(count - sum(p.alive for p in idle), 0)
             launched = [ScoringProcess(spec, fork_server) for _ in range(missing)]
@@ -85,20 +100,27 @@ class ScoringProcessPool:
         with self._lock:
             keys = [key for key, procs in self._idle.items() if procs and procs[0].spec.job == job]
             processes = [proc for key in keys for proc in self._idle.pop(key)]
+        return self._stop(processes, 30.0)
+
+    def close(self, *, grace: float = 30.0) -> list[str]:
+        """Shut down every idle process (calling ``shutdown()``); return the errors.
+
+        Processes lent out when the pool closes are shut down when they come back.
+        """
+        with self._lock:
+            self._closed = True
+            processes = [proc for procs in self._idle.values() for proc in procs]
+            self._idle.clear()
+        return self._stop(processes, grace)
+
+    @staticmethod
+    def _stop(processes: list[ScoringProcess], grace: float) -> list[str]:
         errors = []
         for process in processes:
-            failure = process.stop()
+            failure = process.stop(grace=grace)
             if failure is not None:
                 errors.append(f"shutdown() of {process.spec.deployment} failed: {failure.detail}")
         return errors
 
     def close_all(self) -> None:
-        with self._lock:
-            processes = [proc for procs in self._idle.values() for proc in procs]
-            self._idle.clear()
-        for process in processes:
-            process.stop(grace=5.0)
-
-
-#: The pool of this (worker) process.
-POOL = ScoringProcessPool()
+        self.close(grace=5.0)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -117,3 +119,52 @@ def write_pngs(folder: Path, images: np.ndarray) -> list[Path]:
         Image.fromarray(image, mode="L").save(path)
         paths.append(path)
     return paths
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dask_cluster(logs: Path, *, workers: int = 1, threads: int = 1) -> Iterator[str]:
+    """A real ``dask scheduler`` and ``dask worker`` processes on loopback; yields the address.
+
+    The workers import this repository's code (``PYTHONPATH``), not an installed copy.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+    dask = str(bin_dir / "dask") if (bin_dir / "dask").exists() else "dask"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    processes = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT, env=env,
+        )
+    ]
+    processes.append(
+        subprocess.Popen(
+            [dask, "worker", address, "--nthreads", str(threads), "--nworkers", str(workers),
+             "--no-dashboard", "--host", "127.0.0.1"],
+            stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT, env=env,
+        )
+    )
+    try:
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=60)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=30)

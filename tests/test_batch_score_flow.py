@@ -6,8 +6,6 @@ import csv
 import importlib.util
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +13,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from prefect.testing.utilities import prefect_test_harness
-from support import load_mnist, make_model, make_spec, write_inputs, write_pngs, write_script
+from support import (
+    dask_cluster,
+    load_mnist,
+    make_model,
+    make_spec,
+    write_inputs,
+    write_pngs,
+    write_script,
+)
 
 from blocks.compute import DaskCompute
 from flows.batch_score import batch_score
@@ -421,49 +427,11 @@ def test_an_existing_output_file_is_refused_before_scoring(tmp_path):
 # --- an existing Dask cluster ----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def dask_scheduler(tmp_path_factory):
     """A real `dask scheduler` and one single-threaded `dask worker`, on loopback."""
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    logs = tmp_path_factory.mktemp("dask")
-    bin_dir = Path(sys.executable).parent
-    dask = str(bin_dir / "dask") if (bin_dir / "dask").exists() else "dask"
-    scheduler = subprocess.Popen(
-        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-        stdout=open(logs / "scheduler.log", "w"),
-        stderr=subprocess.STDOUT,
-    )
-    worker = subprocess.Popen(
-        [
-            dask,
-            "worker",
-            address,
-            "--nthreads",
-            "1",
-            "--nworkers",
-            "1",
-            "--no-dashboard",
-            "--host",
-            "127.0.0.1",
-        ],
-        stdout=open(logs / "worker.log", "w"),
-        stderr=subprocess.STDOUT,
-    )
-    from distributed import Client
-
-    with Client(address, timeout=60) as client:
-        client.wait_for_workers(1, timeout=60)
-    yield address
-    for process in (worker, scheduler):
-        process.terminate()
-        process.wait(timeout=30)
+    with dask_cluster(tmp_path_factory.mktemp("dask")) as address:
+        yield address
 
 
 def test_two_deployments_with_one_script_name_share_an_existing_cluster(dask_scheduler, tmp_path):
