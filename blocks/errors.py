@@ -8,6 +8,7 @@ values (file, key, endpoint, mini-batch, path), renders a message that says what
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import Enum
 from typing import Any
 
 
@@ -143,13 +144,33 @@ class ScoringScriptError(BatchEndpointError):
     """The scoring script could not be loaded, or its init() failed."""
 
 
-class MiniBatchAttemptError(BatchEndpointError):
-    """One attempt at one mini-batch failed.
+class ErrorCategory(str, Enum):
+    """Why an attempt at a mini-batch failed: the report's ``error_category``."""
 
-    ``category`` is one of ``user_error`` (run() raised), ``bad_return`` (run() returned
-    something that is neither a DataFrame nor a list), ``timeout`` (run() exceeded the
-    timeout and its process was stopped), ``process_died`` (the scoring process ended
-    unexpectedly), ``init_error`` (init() failed) or ``system_error``.
+    #: run() raised
+    USER_ERROR = "user_error"
+    #: run() returned something that is neither a DataFrame nor a list
+    BAD_RETURN = "bad_return"
+    #: run() exceeded the timeout and its process was stopped
+    TIMEOUT = "timeout"
+    #: the scoring process ended unexpectedly
+    PROCESS_DIED = "process_died"
+    #: the script could not be loaded, or init() raised
+    INIT_ERROR = "init_error"
+    #: anything else: a download, the staging area, Dask
+    SYSTEM_ERROR = "system_error"
+    #: the job stopped before the mini-batch ran
+    CANCELED = "canceled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class MiniBatchAttemptError(BatchEndpointError):
+    """One attempt at one mini-batch failed, for the reason ``category`` says.
+
+    ``retryable`` is False when no other attempt could end differently: the script has a
+    syntax error, imports a module that is not installed, or defines no init() or run().
     """
 
     def __init__(
@@ -158,15 +179,17 @@ class MiniBatchAttemptError(BatchEndpointError):
         mini_batch_id: str,
         files: list[str],
         attempt: int,
-        category: str,
+        category: ErrorCategory,
         detail: str,
         traceback: str = "",
         process: str = "",
+        retryable: bool = True,
     ) -> None:
         self.mini_batch_id = mini_batch_id
+        self.retryable = retryable
         self.files = list(files)
         self.attempt = attempt
-        self.category = category
+        self.category = ErrorCategory(category)
         self.detail = detail
         self.traceback = traceback
         self.process = process
@@ -182,6 +205,17 @@ class MiniBatchAttemptError(BatchEndpointError):
 
 class JobFailed(BatchEndpointError):
     """A job ended without a usable result; the message gives the counts."""
+
+    def explained(self, cause: str | None, report: str) -> JobFailed:
+        """This failure, its message saying what most attempts failed of and where the full
+        report is (a job's final message is often all a user reads)."""
+        parts = [self.message]
+        if cause:
+            parts.append(f"Most failed attempts: {cause}.")
+        parts.append(f"Full report: {report}")
+        self.message = " ".join(parts)
+        self.args = (self.message,)
+        return self
 
 
 class ErrorThresholdExceeded(JobFailed):

@@ -17,11 +17,26 @@ __all__ = ["cancel_job", "download_job", "stream_job"]
 OUTPUT_NAMES = ("score",)
 
 
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def _without_framework_traceback(log: Any) -> str:
+    """Prefect's own loggers attach the traceback of the engine that saw a failure; the
+    stream shows their first and last lines only. The script's traceback is logged by the
+    mini-batch itself (and kept in logs/errors.txt), so it stays."""
+    message = log.message
+    if not log.name.startswith("prefect") or _TRACEBACK not in message:
+        return message
+    head, _, tail = message.partition(_TRACEBACK)
+    last = tail.strip().splitlines()[-1] if tail.strip() else ""
+    return " ".join(part for part in (head.strip(), last) if part)
+
+
 def _format_log(log: Any) -> str:
     stamp = log.timestamp.strftime("%H:%M:%S.%f")[:-3]
     level = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}.get(
         log.level, str(log.level))
-    return f"{stamp} | {level:<7} | {log.name} - {log.message}"
+    return f"{stamp} | {level:<7} | {log.name} - {_without_framework_traceback(log)}"
 
 
 def stream_job(name: str, out: TextIO = sys.stdout, *, poll: float = 1.0) -> dict[str, Any]:

@@ -8,8 +8,8 @@ jobs as well: their name is whatever Prefect gave the run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +22,7 @@ from blocks.workspace import default_output_path
 from deployments import api
 from deployments.endpoints import FLOW_NAME, prefect_deployment_name
 from flows.resolve import resolve_endpoint
+from flows.results import JobCounts
 
 __all__ = ["find_job", "invoke", "job_record", "list_jobs", "status_of", "wait_for"]
 
@@ -37,13 +38,6 @@ _STATUS = {
     "CANCELLED": "Canceled",
 }
 FINAL = ("Completed", "Failed", "Canceled")
-_COUNTS = re.compile(
-    r"(?P<mini_batches>\d+) mini-batches: (?P<mini_batches_succeeded>\d+) succeeded, "
-    r"(?P<mini_batches_failed>\d+) failed(?:, (?P<mini_batches_canceled>\d+) canceled)?; "
-    r"(?P<items>\d+) items: (?P<items_succeeded>\d+) succeeded, (?P<items_failed>\d+) failed"
-)
-
-
 def status_of(state_type: str | None) -> str:
     """The ``az ml`` job status of a Prefect state type (``COMPLETED`` -> ``Completed``)."""
     if state_type is None:
@@ -51,10 +45,10 @@ def status_of(state_type: str | None) -> str:
     return _STATUS.get(str(getattr(state_type, "value", state_type)).upper(), "Unknown")
 
 
-def counts_from_message(message: str | None) -> dict[str, int]:
-    """The counts in a job's final message ("4 mini-batches: 4 succeeded, …")."""
-    match = _COUNTS.search(message or "")
-    return {k: int(v) for k, v in match.groupdict().items() if v is not None} if match else {}
+def _counts(run: Any) -> dict[str, int]:
+    """The counts the job's flow published on its run (labels), if it got that far."""
+    counts = JobCounts.from_labels(getattr(run, "labels", None) or {})
+    return dataclasses.asdict(counts) if counts is not None else {}
 
 
 def _iso(value: Any) -> str | None:
@@ -81,7 +75,7 @@ def job_record(run: Any) -> dict[str, Any]:
         "prefect_state": state.name if state else None,
         "start_time": _iso(run.start_time),
         "end_time": _iso(run.end_time),
-        **counts_from_message(state.message if state and status in FINAL else None),
+        **_counts(run),
     }
     if params.get("output_file_name"):
         properties["output_file"] = os.path.join(output, params["output_file_name"])

@@ -24,7 +24,7 @@ from blocks.spec import JobSettings, ModelDeploymentSpec
 from blocks.workspace import default_output_path
 from flows.claims import claim_output
 from flows.fanout import score_all
-from flows.finish import merge_output, reduce_results
+from flows.finish import check_outcome, merge_output
 from flows.inputs import list_input
 from flows.job import ScoringJob
 from flows.planning import plan_mini_batches
@@ -32,7 +32,7 @@ from flows.preflight import check_output
 from flows.processes import fork_server_for
 from flows.report import write_report
 from flows.resolve import ResolvedDeployment, resolve_endpoint, resolve_spec
-from flows.results import JobResult
+from flows.results import JobCounts, JobResult
 from flows.staging import JobStaging
 from flows.storage import Location, publish_folder
 from flows.task_runner import make_task_runner
@@ -73,6 +73,14 @@ def _tag_run(resolved: ResolvedDeployment) -> None:
     if missing:
         with get_client(sync_client=True) as client:
             client.update_flow_run(run_id, tags=[*current, *missing])
+
+
+def _publish_counts(counts: JobCounts) -> None:
+    """Put the job's counts on its flow run (labels), where ``pbe job show`` reads them."""
+    run_id = flow_run.get_id()
+    if run_id is not None:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(run_id, counts.to_labels())
 
 
 def _process_spec(
@@ -201,8 +209,11 @@ def batch_score(
             scoring_seconds = time.monotonic() - clock
         failures = staging.failures()
         write_report(output.join("logs"), results, failures)
-        counts = reduce_results(
-            results, failures, error_threshold=settings.error_threshold, append_rows=append_rows
+        counts = JobCounts.of(results)
+        _publish_counts(counts)
+        check_outcome(
+            counts, results, failures, error_threshold=settings.error_threshold,
+            append_rows=append_rows, report=output.join("logs", "errors.txt").display,
         )
         if target is not None:
             merge_output(staging, results, target)

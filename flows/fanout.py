@@ -19,7 +19,7 @@ import distributed
 from prefect.states import State
 from prefect_dask import DaskTaskRunner
 
-from blocks.errors import MiniBatchAttemptError
+from blocks.errors import ErrorCategory, MiniBatchAttemptError
 from flows.cancel import request_stop
 from flows.job import ScoringJob
 from flows.planning import MiniBatch
@@ -52,7 +52,7 @@ def _failed(mini_batch: MiniBatch, error: BaseException) -> MiniBatchResult:
         failed=len(mini_batch),
         attempts=1,
         status="failed",
-        error_category="system_error",
+        error_category=ErrorCategory.SYSTEM_ERROR,
         error_message=f"{type(error).__name__}: {error}",
     )
 

@@ -7,7 +7,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from flows.results import MiniBatchResult
+from flows.results import AttemptRecord, MiniBatchResult
 from flows.storage import Location
 
 REPORT_COLUMNS = (
@@ -38,7 +38,7 @@ def mini_batch_rows(results: Sequence[MiniBatchResult]) -> list[dict[str, Any]]:
             "failed": r.failed,
             "elapsed_seconds": round(r.elapsed_seconds, 3),
             "status": r.status,
-            "error_category": r.error_category,
+            "error_category": r.error_category or "",
             "error_message": r.error_message,
         }
         for r in sorted(results, key=lambda r: r.index)
@@ -53,25 +53,25 @@ def render_processed_csv(results: Sequence[MiniBatchResult]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def render_errors(failures: Sequence[dict[str, Any]]) -> bytes:
+def render_errors(failures: Sequence[AttemptRecord]) -> bytes:
     """Every failed attempt: mini-batch, attempt, category, files and the full traceback."""
     if not failures:
         return b"No failed attempts.\n"
     blocks = []
     for f in failures:
-        files = "\n".join(f"    {name}" for name in f["files"])
+        files = "\n".join(f"    {name}" for name in f.files)
         blocks.append(
-            f"=== mini-batch {f['mini_batch_id']}, attempt {f['attempt']} ({f['category']})"
-            f"{' on ' + f['process'] if f.get('process') else ''}\n"
-            f"{f['detail']}\nfiles:\n{files}\n"
-            f"{f.get('traceback') or '(no traceback: the process was stopped)'}".rstrip()
+            f"=== mini-batch {f.mini_batch_id}, attempt {f.attempt} ({f.category})"
+            f"{' on ' + f.process if f.process else ''}\n"
+            f"{f.detail}\nfiles:\n{files}\n"
+            f"{f.traceback or '(no traceback: the process was stopped)'}".rstrip()
             + "\n"
         )
     return "\n".join(blocks).encode()
 
 
 def write_report(
-    logs: Location, results: Sequence[MiniBatchResult], failures: Sequence[dict[str, Any]]
+    logs: Location, results: Sequence[MiniBatchResult], failures: Sequence[AttemptRecord]
 ) -> None:
     """Write ``processed_mini-batches.csv`` and ``errors.txt`` into ``logs``."""
     logs.makedirs()

@@ -7,12 +7,11 @@ part, so no row is ever merged twice; a failed attempt leaves no part at all.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from blocks.errors import MiniBatchAttemptError
+from flows.results import AttemptRecord
 from flows.storage import Location
 
 
@@ -29,22 +28,15 @@ class JobStaging:
         self.part(index).write_atomic([rows])
 
     def record_failure(self, error: MiniBatchAttemptError) -> None:
-        record = {
-            "mini_batch_id": error.mini_batch_id,
-            "attempt": error.attempt,
-            "category": error.category,
-            "detail": error.detail,
-            "files": error.files,
-            "process": error.process,
-            "traceback": error.traceback,
-        }
-        name = f"{int(error.mini_batch_id):09d}-{error.attempt:03d}.json"
-        self.root.join("attempts", name).write_atomic([json.dumps(record).encode()])
+        record = AttemptRecord.of(error)
+        name = f"{record.mini_batch_id:09d}-{record.attempt:03d}.json"
+        self.root.join("attempts", name).write_atomic([record.to_json()])
 
-    def failures(self) -> list[dict[str, Any]]:
+    def failures(self) -> list[AttemptRecord]:
         """Every failed attempt recorded so far, by mini-batch then attempt."""
         folder = self.root.join("attempts")
-        return [json.loads(folder.join(name).read_bytes()) for name in sorted(folder.list_names())]
+        return [AttemptRecord.from_json(folder.join(name).read_bytes())
+                for name in sorted(folder.list_names())]
 
     def rows(self, indices: Iterable[int], chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Stream the committed rows of ``indices``, in that order."""

@@ -13,7 +13,7 @@ from prefect.runtime import task_run
 from prefect.states import Cancelled, State
 
 from blocks.datastore import mask
-from blocks.errors import MiniBatchAttemptError
+from blocks.errors import ErrorCategory, MiniBatchAttemptError
 from flows.cancel import stop_requested
 from flows.inputs import local_copies
 from flows.job import ScoringJob
@@ -45,6 +45,7 @@ def _attempt_error(
         detail=detail,
         traceback=failure.traceback,
         process=process,
+        retryable=not failure.permanent,
     )
 
 
@@ -72,12 +73,15 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
         _forward(logger, failure.logs)
         error = _attempt_error(job, mini_batch, attempt, failure, process_name)
     except Exception as exc:  # a download or staging failure is a failed attempt too
-        failure = ScoringFailure("system_error", f"{type(exc).__name__}: {exc}")
+        failure = ScoringFailure(ErrorCategory.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
         error = _attempt_error(job, mini_batch, attempt, failure, process_name)
     else:
         error = None
     if error is not None:
         job.staging.record_failure(error)
+        if error.traceback:  # the script's own traceback, once per failed attempt
+            logger.error("Mini-batch %s attempt %d: %s\n%s", mini_batch.id, attempt,
+                         error.detail, error.traceback.rstrip())
         raise error
 
     _forward(logger, outcome.logs)
@@ -113,6 +117,13 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
     )
 
 
+def _worth_retrying(task: object, task_run: object, state: State) -> bool:
+    """Prefect's retry condition: retry unless the script itself cannot run (a syntax
+    error, a missing module, no run()): no other attempt could end differently."""
+    error = state.result(raise_on_failure=False)
+    return not (isinstance(error, MiniBatchAttemptError) and not error.retryable)
+
+
 # The task wraps a module-level function so that Dask pickles it by reference, not by value
 # with its globals.
 score_mini_batch = task(
@@ -122,4 +133,5 @@ score_mini_batch = task(
     cache_policy=NO_CACHE,
     persist_result=False,
     retry_delay_seconds=0,
+    retry_condition_fn=_worth_retrying,
 )

@@ -62,6 +62,10 @@ def _die_with_parent() -> None:
         pass
 
 
+class _ScriptIncomplete(AttributeError):
+    """The scoring script does not define init() or run()."""
+
+
 def _load_script(spec: ScoringProcessSpec) -> ModuleType:
     path = spec.script_path
     if not path.is_file():
@@ -77,16 +81,23 @@ def _load_script(spec: ScoringProcessSpec) -> ModuleType:
     module_spec.loader.exec_module(module)
     missing = [fn for fn in ("init", "run") if not callable(getattr(module, fn, None))]
     if missing:
-        raise AttributeError(
+        raise _ScriptIncomplete(
             f"scoring script {path} does not define {' and '.join(f'{m}()' for m in missing)}"
         )
     return module
 
 
+#: what no retry can change: the script does not compile, lacks a module or a function
+_PERMANENT = (SyntaxError, ImportError, _ScriptIncomplete)
+
+
 def _failure(category: str, exc: BaseException) -> dict[str, Any]:
+    """A failure to report; ``category`` is a value of ``blocks.errors.ErrorCategory`` (this
+    process imports nothing of the project's Prefect side, so it sends the value)."""
     detail = f"{type(exc).__name__}: {exc}"
     failure: dict[str, Any] = {
         "category": category,
+        "permanent": isinstance(exc, _PERMANENT),
         "detail": detail,
         "traceback": "".join(traceback.format_exception(exc)),
     }

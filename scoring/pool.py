@@ -12,8 +12,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from blocks.errors import ErrorCategory
 from scoring.process import ScoringFailure, ScoringProcess
 from scoring.spec import ScoringProcessSpec
+
+#: failures after which a scoring process can serve the next mini-batch: run() raised or
+#: returned something unusable; the script itself is fine (init() ran, nothing died)
+_PROCESS_STAYS_HEALTHY = (ErrorCategory.USER_ERROR, ErrorCategory.BAD_RETURN)
 
 
 class ScoringProcessPool:
@@ -51,7 +56,7 @@ class ScoringProcessPool:
             yield process
             healthy = True
         except ScoringFailure as failure:
-            healthy = failure.category in ("user_error", "bad_return") and process.alive
+            healthy = process.alive and failure.category in _PROCESS_STAYS_HEALTHY
             raise
         finally:
             kept = False

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from blocks.errors import ErrorCategory
 from scoring.children import Child, ForkedChild, start_child
 from scoring.spec import ScoringProcessSpec
 
@@ -23,13 +24,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ScoringFailure(Exception):
-    """One failed call into the scoring process; ``category`` as in MiniBatchAttemptError."""
+    """One failed call into the scoring process, and why (its :class:`ErrorCategory`)."""
 
-    category: str
+    category: ErrorCategory
     detail: str
     traceback: str = ""
     missing_module: str | None = None
     logs: list[tuple[int, str]] = field(default_factory=list)
+    #: no retry can change it (a syntax error, a missing module, no run())
+    permanent: bool = False
 
     def __str__(self) -> str:
         return f"{self.category}: {self.detail}"
@@ -121,7 +124,7 @@ class ScoringProcess:
         try:
             kind, payload = self._receive(max(remaining, 0.001), during="init()")
         except ScoringFailure as failure:
-            if failure.category != "process_died" or not self._never_forked():
+            if failure.category != ErrorCategory.PROCESS_DIED or not self._never_forked():
                 raise
             logger.warning("fork server %s ended before forking; spawning the scoring "
                            "process instead", self.fork_server)
@@ -196,7 +199,7 @@ class ScoringProcess:
             if remaining <= 0:
                 self.kill()
                 raise ScoringFailure(
-                    "timeout",
+                    ErrorCategory.TIMEOUT,
                     f"{during} did not finish within {timeout:g} s; "
                     "the scoring process was stopped and will be replaced",
                 )
@@ -212,7 +215,7 @@ class ScoringProcess:
         code = self._child.wait(timeout=5) if self._child is not None else None
         self.kill()
         return ScoringFailure(
-            "process_died",
+            ErrorCategory.PROCESS_DIED,
             f"the scoring process (pid {self.pid}) {_exit_description(code)} {when}",
         )
 
@@ -222,9 +225,10 @@ class ScoringProcess:
     @staticmethod
     def _failure(payload: dict[str, Any]) -> ScoringFailure:
         return ScoringFailure(
-            category=payload["category"],
+            category=ErrorCategory(payload["category"]),
             detail=payload["detail"],
             traceback=payload.get("traceback", ""),
             missing_module=payload.get("missing_module"),
             logs=payload.get("logs", []),
+            permanent=payload.get("permanent", False),
         )

@@ -16,11 +16,12 @@ from blocks.endpoint import compute_document_name, deployment_document_name, end
 from blocks.errors import AlreadyExistsError, NotFoundError, SpecError
 from blocks.overrides import JobOverrides
 from deployments.cli_parser import build_parser
-from deployments.jobs import counts_from_message, status_of
+from deployments.jobs import status_of
 from deployments.output import apply_query, render
 from deployments.registry import ModelRegistry
 from deployments.server import EmbeddedPrefect, lower_priority
 from flows.resolve import model_dir_for
+from flows.results import JobCounts
 
 # --- output --------------------------------------------------------------------------------
 
@@ -74,13 +75,13 @@ def test_prefect_states_map_to_az_ml_statuses(state, status):
     assert status_of(state) == status
 
 
-def test_counts_are_read_from_the_final_message():
-    message = ("Job j: 4 mini-batches: 3 succeeded, 1 failed; 40 items: 35 succeeded, "
-               "5 failed.")
-    assert counts_from_message(message) == {
-        "mini_batches": 4, "mini_batches_succeeded": 3, "mini_batches_failed": 1,
-        "items": 40, "items_succeeded": 35, "items_failed": 5}
-    assert counts_from_message("The number of failed items is 6") == {}
+def test_counts_travel_as_flow_run_labels():
+    counts = JobCounts(mini_batches=4, mini_batches_succeeded=3, mini_batches_failed=1,
+                       items=40, items_succeeded=35, items_failed=5)
+    labels = counts.to_labels()
+    assert labels["pbe.items_failed"] == 5 and all(k.startswith("pbe.") for k in labels)
+    assert JobCounts.from_labels({**labels, "other": "x"}) == counts
+    assert JobCounts.from_labels({"prefect.flow.id": "x"}) is None
 
 
 # --- names -----------------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 
 import pytest
 
-from blocks.errors import ErrorThresholdExceeded
+from blocks.errors import ErrorCategory, ErrorThresholdExceeded
 from flows.finish import timed_out_every_attempt
 from flows.planning import plan_mini_batches
-from flows.results import JobCounts, MiniBatchResult
+from flows.results import AttemptRecord, JobCounts, MiniBatchResult
 from flows.threshold import ErrorBudget
 
 
@@ -50,11 +50,12 @@ def test_error_budget_message_is_the_platforms():
 
 
 def test_job_counts_and_summary():
-    counts = JobCounts()
-    counts.add(MiniBatchResult(0, 10, 10, 0, 1, "succeeded"))
-    counts.add(MiniBatchResult(1, 10, 7, 3, 2, "succeeded"))
-    counts.add(MiniBatchResult(2, 5, 0, 5, 3, "failed"))
-    counts.add(MiniBatchResult.canceled(3, 10))
+    counts = JobCounts.of([
+        MiniBatchResult(0, 10, 10, 0, 1, "succeeded"),
+        MiniBatchResult(1, 10, 7, 3, 2, "succeeded"),
+        MiniBatchResult(2, 5, 0, 5, 3, "failed"),
+        MiniBatchResult.canceled(3, 10),
+    ])
     assert (counts.items, counts.items_succeeded, counts.items_failed) == (35, 17, 8)
     assert counts.summary() == (
         "4 mini-batches: 2 succeeded, 1 failed, 1 canceled; 35 items: 17 succeeded, 8 failed"
@@ -63,11 +64,11 @@ def test_job_counts_and_summary():
 
 def test_timed_out_every_attempt_needs_all_attempts_to_time_out():
     failed = MiniBatchResult(4, 2, 0, 2, 2, "failed")
-    both = [{"mini_batch_id": "4", "category": "timeout"}] * 2
-    mixed = [
-        {"mini_batch_id": "4", "category": "timeout"},
-        {"mini_batch_id": "4", "category": "user_error"},
-    ]
+    def attempt(number: int, category: ErrorCategory) -> AttemptRecord:
+        return AttemptRecord(4, number, category, "detail", ("a.png", "b.png"))
+
+    both = [attempt(1, ErrorCategory.TIMEOUT), attempt(2, ErrorCategory.TIMEOUT)]
+    mixed = [attempt(1, ErrorCategory.TIMEOUT), attempt(2, ErrorCategory.USER_ERROR)]
     assert timed_out_every_attempt(both, failed)
     assert not timed_out_every_attempt(mixed, failed)
     assert not timed_out_every_attempt(both, MiniBatchResult(4, 2, 2, 0, 3, "succeeded"))
