@@ -44,6 +44,11 @@ def _version() -> str:
         return "prefect-batch-endpoints (not installed)"
 
 
+def _default(value: object) -> str | None:
+    """The ``[default: …]`` of an option's help: none for a flag (it is off) or for None."""
+    return None if value is None or isinstance(value, bool) else str(value)
+
+
 app = App(
     name="pbe",
     help="Azure ML batch endpoints on Prefect and Dask: write pbe where you wrote az ml.",
@@ -52,7 +57,7 @@ app = App(
     version_format="plaintext",
     help_format="plaintext",
     # az/argparse behaviour: flags have no --no-X twin; a repeated option's last value wins
-    default_parameter=Parameter(negative=(), allow_repeating=True),
+    default_parameter=Parameter(negative=(), allow_repeating=True, show_default=_default),
 )
 for _order, _group in enumerate(GROUPS):
     _group.app.sort_key = _order

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from cyclopts import Parameter
 
 from deployments.cli.common import (
+    AZ,
     JOB_COLUMNS,
     CommandGroup,
     MaxResults,
@@ -49,7 +50,7 @@ def create(
     endpoint_name: OptionalEndpointName = None,
     name: OptionalName = None,
     set_default: bool = False,
-    all_traffic: Annotated[bool, Parameter(show=False)] = False,
+    all_traffic: Annotated[bool, Parameter(group=AZ)] = False,
     sets: Sets = (),
     no_wait: NoWait = False,
 ) -> dict[str, Any]:
@@ -67,12 +68,12 @@ def create(
     set_default
         Make it the endpoint's default deployment.
     all_traffic
-        Accepted and ignored (az compatibility: use --set-default).
+        Use --set-default to make it the default.
     sets
         KEY=VALUE: change a key of the YAML, e.g. --set settings.mini_batch_size=20
         (repeatable).
     no_wait
-        Accepted and ignored: create returns when the deployment exists.
+        create returns when the deployment exists.
     """
     from deployments import batch_deployments
 
@@ -102,7 +103,7 @@ def update(
     sets
         KEY=VALUE, e.g. --set resources.instance_count=2 (repeatable).
     no_wait
-        Accepted and ignored: update returns when it is done.
+        update returns when it is done.
     """
     from deployments import batch_deployments
 
@@ -153,7 +154,7 @@ def delete(*, name: Name, endpoint_name: EndpointName, yes: Yes = False,
     yes
         Do not ask for confirmation.
     no_wait
-        Accepted and ignored: delete returns when it is done.
+        delete returns when it is done.
     """
     from deployments import batch_deployments
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from cyclopts import Parameter
 
 from deployments.cli.common import (
+    AZ,
     JOB_COLUMNS,
     CommandGroup,
     MaxResults,
@@ -71,7 +72,7 @@ def create(
     sets
         KEY=VALUE: change a key of the YAML, e.g. --set description=nightly (repeatable).
     no_wait
-        Accepted and ignored: create returns when the endpoint exists.
+        create returns when the endpoint exists.
     """
     from deployments import endpoints
 
@@ -105,7 +106,7 @@ def update(
     remove_schedule
         Stop the endpoint's scheduled jobs.
     no_wait
-        Accepted and ignored: update returns when it is done.
+        update returns when it is done.
     """
     from deployments import endpoints
 
@@ -147,7 +148,7 @@ def delete(*, name: Name, yes: Yes = False, no_wait: NoWait = False) -> None:
     yes
         Do not ask for confirmation.
     no_wait
-        Accepted and ignored: delete returns when it is done.
+        delete returns when it is done.
     """
     from deployments import endpoints
 
@@ -180,7 +181,7 @@ def invoke(
     job_name: str | None = None,
     mini_batch_size: int | None = None,
     instance_count: int | None = None,
-    experiment_name: Annotated[str | None, Parameter(show=False)] = None,
+    experiment_name: Annotated[str | None, Parameter(group=AZ)] = None,
     wait: bool = False,
     sets: Sets = (),
 ) -> dict[str, Any] | None:
@@ -207,7 +208,7 @@ def invoke(
         Nodes for this job only, capped by the compute's --max-instances (default: the
         deployment's).
     experiment_name
-        Accepted and ignored (az compatibility).
+        Jobs are grouped by endpoint and deployment.
     wait
         Wait for the job, print it when it ends, and exit 1 if it did not complete.
     sets

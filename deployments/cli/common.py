@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from cyclopts import App, Group, Parameter
 
 __all__ = [
+    "AZ",
     "JOB_COLUMNS",
     "CommandGroup",
     "GlobalOptions",
@@ -47,6 +48,8 @@ GLOBAL = Group(
     "-w/--workspace-name, --subscription, --only-show-errors, --verbose.",
     sort_key=100,
 )
+AZ = Group("Accepted and ignored (az compatibility)", sort_key=90)
+"""The panel of a verb's own az flags that mean nothing here (--no-wait, compute's --size …)."""
 
 
 @Parameter(name="*", group=GLOBAL)
@@ -90,7 +93,7 @@ Name = Annotated[str, Parameter(name=["--name", "-n"])]
 OptionalName = Annotated[str | None, Parameter(name=["--name", "-n"])]
 Yes = Annotated[bool, Parameter(name=["--yes", "-y"])]
 Sets = Annotated[tuple[str, ...], Parameter(name="--set", show_default=False)]
-NoWait = Annotated[bool, Parameter(name="--no-wait", show=False)]
+NoWait = Annotated[bool, Parameter(name="--no-wait", group=AZ)]
 MaxResults = Annotated[int, Parameter(help="Most jobs listed, newest first.")]
 
 JOB_COLUMNS = {"Name": "name", "Status": "status", "Endpoint": "endpoint_name",

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from cyclopts import Parameter
 
-from deployments.cli.common import CommandGroup, Name, NoWait, Yes, confirm
+from deployments.cli.common import AZ, CommandGroup, Name, NoWait, Yes, confirm
 
 group = CommandGroup(
     "compute", "Dask clusters that deployments run on.",
@@ -25,7 +25,7 @@ group = CommandGroup(
     ],
 )
 
-Ignored = Annotated[str | None, Parameter(show=False)]
+Ignored = Annotated[str | None, Parameter(group=AZ)]
 
 
 @group.verb
@@ -65,15 +65,15 @@ def create(
     max_instances
         Most workers (adaptive scaling); caps a job's instance count.
     no_wait
-        Accepted and ignored: create returns when the compute is registered.
+        create returns when the compute is registered.
     size
-        Accepted and ignored (an Azure VM size).
+        An Azure VM size: the workers are Dask's.
     idle_time_before_scale_down
-        Accepted and ignored (Dask's adaptive scaling decides).
+        Dask's adaptive scaling decides.
     tier
-        Accepted and ignored (an Azure VM tier).
+        An Azure VM tier.
     location
-        Accepted and ignored (an Azure region).
+        An Azure region.
     """
     from deployments import computes
 
@@ -108,7 +108,7 @@ def delete(*, name: Name, yes: Yes = False, no_wait: NoWait = False) -> None:
     yes
         Do not ask for confirmation.
     no_wait
-        Accepted and ignored: delete returns when it is done.
+        delete returns when it is done.
     """
     from deployments import computes
 

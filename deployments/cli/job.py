@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import webbrowser
 from typing import Annotated, Any
 
 from cyclopts import Parameter
@@ -50,6 +49,8 @@ def show(*, name: Name, web: bool = False) -> dict[str, Any]:
         url = record["services"]["Studio"]["endpoint"]
         print(url, file=sys.stderr)
         if os.environ.get("DISPLAY") or sys.platform in ("darwin", "win32"):
+            import webbrowser
+
             webbrowser.open(url)
     return record
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
-from deployments.cli.common import CommandGroup, Name, OptionalName
+from deployments.cli.common import AZ, CommandGroup, Name, OptionalName
 
 group = CommandGroup(
     "model", "Register model files and folders (versions 1, 2, …).",
@@ -35,7 +35,7 @@ def create(
     type: Annotated[str, Parameter(name=["--type", "-t"])] = "custom_model",
     version: Version = None,
     description: Annotated[str | None, Parameter(name=["--description", "-d"])] = None,
-    file: Annotated[str | None, Parameter(name=["--file", "-f"], show=False)] = None,
+    file: Annotated[str | None, Parameter(name=["--file", "-f"], group=AZ)] = None,
 ) -> dict:
     """Register a new version of a model.
 
@@ -52,7 +52,7 @@ def create(
     description
         Free text shown by model show.
     file
-        Accepted and ignored (az compatibility: the options are the model).
+        A model YAML: give --name and --path instead.
     """
     from deployments.registry import ModelRegistry
 
