@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return command(*bound.args, **bound.kwargs)
     # else one of Cyclopts' own: help (asked for, or for a bare pbe), or --version
     if tokens and not any(t in (*HELP_FLAGS, "--version") for t in tokens):
-        group = next(g for g in GROUPS if g.name == tokens[0])  # a group without a verb
-        return _usage_error(tokens, f"pbe {group.name} needs a verb: {', '.join(group.verbs)}")
+        verbs = next((list(g.verbs) for g in GROUPS if g.name == tokens[0]), [])
+        return _usage_error(tokens, f"pbe {tokens[0]} needs a verb: {', '.join(verbs)}")
     command(*bound.args, **bound.kwargs)
     return 0 if tokens else 2

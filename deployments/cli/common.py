@@ -142,11 +142,11 @@ class CommandGroup:
         verb_name = name or function.__name__.strip("_").replace("_", "-")
         spec = Verb(self.name, verb_name, function,
                     self.prefect if prefect is None else prefect, columns or self.columns)
-        self.verbs[verb_name] = spec
         command = _command(spec)
         mine = [e for e in self.examples if e.startswith(f"pbe {self.name} {verb_name} ")]
         self.app.command(command, name=verb_name, help_epilogue=_examples(mine) or "",
                          sort_key=len(self.verbs))
+        self.verbs[verb_name] = spec
         return function
 
 
