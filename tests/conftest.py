@@ -118,7 +118,7 @@ class Pbe:
             with redirect_stdout(out), redirect_stderr(err):
                 try:
                     code = main(list(args))
-                except SystemExit as exc:  # argparse usage errors
+                except SystemExit as exc:  # main() returns its code; a stray sys.exit() too
                     code = int(exc.code or 0)
         return PbeResult(code, out.getvalue(), err.getvalue())
 

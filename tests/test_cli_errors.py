@@ -135,7 +135,7 @@ def test_bad_values_and_options(pbe, endpoint, tiny_project):
                "--schedule-input", str(tiny_project.inputs)), "invalid cron expression")
     _error(pbe("batch-endpoint", "show", "--name", endpoint, "--query", "[[["), "--query")
     _error(pbe("job", "show", "-n", "batchjob-that-never-ran"), "job 'batchjob-that-never-ran'")
-    assert pbe("batch-endpoint", "show").code == 2  # usage error: argparse names --name
+    assert pbe("batch-endpoint", "show").code == 2  # usage error: the message names --name
 
 
 def test_the_default_deployment_cannot_be_deleted_and_delete_needs_yes(pbe, tiny_project):

@@ -8,14 +8,13 @@ import re
 import subprocess
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from blocks.endpoint import compute_document_name, deployment_document_name, endpoint_document_name
 from blocks.errors import AlreadyExistsError, NotFoundError, SpecError
 from blocks.overrides import JobOverrides
-from deployments.cli_parser import build_parser
+from deployments.cli.app import app as pbe_app
 from deployments.jobs import status_of
 from deployments.output import apply_query, render
 from deployments.registry import ModelRegistry
@@ -216,17 +215,19 @@ def test_lowering_a_process_in_our_session_leaves_the_session_alone(sleeper):
 
 
 def test_every_command_takes_query_and_output():
-    parser = build_parser()
-    groups = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - walk the tree
-    for group_name, group in groups.items():
-        verbs = group._subparsers._group_actions[0].choices  # noqa: SLF001
-        for verb_name, verb in verbs.items():
-            options = {o for action in verb._actions for o in action.option_strings}
+    for group_name in (name for name in pbe_app if not name.startswith("-")):
+        group = pbe_app[group_name]
+        for verb_name in (name for name in group if not name.startswith("-")):
+            verb = group[verb_name]
+            with pbe_app.app_stack([pbe_app, group, verb]):
+                arguments = verb.assemble_argument_collection()
+            options = {name for argument in arguments for name in argument.names}
             assert {"--query", "-o", "--debug", "--workspace"} <= options, (group_name,
                                                                               verb_name)
-    args = parser.parse_args(["batch-endpoint", "invoke", "-n", "e", "--input", "x",
-                              "-g", "rg", "-w", "ws", "--query", "name", "-o", "tsv"])
-    assert SimpleNamespace(**vars(args)).query == "name"
+    _, bound, _ = pbe_app.parse_args(["batch-endpoint", "invoke", "-n", "e", "--input", "x",
+                                      "-g", "rg", "-w", "ws", "--query", "name", "-o", "tsv"],
+                                     exit_on_error=False, print_error=False)
+    assert bound.arguments["options"].query == "name"
 
 
 def test_the_prefect_collections_entry_point_defines_every_block_type():
