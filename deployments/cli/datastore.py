@@ -13,7 +13,7 @@ group = CommandGroup(
     "datastore", "Datastores that azureml://datastores/<name>/paths/... names.",
     columns={"Name": "name", "Type": "type", "Url": "url", "Default": "is_default"},
     examples=[
-        "pbe datastore create -f lake.yml   # type: azure_blob, account_name, container_name",
+        "pbe datastore create -f lake.yml   # Azure ML datastore YAML (azure_blob)",
         "pbe datastore create --name images --type s3 --url s3://bucket/images \\\n"
         "    --endpoint-url http://127.0.0.1:9000 --key KEY --secret SECRET",
         "pbe datastore create --name shared --type local --url /mnt/shared/batch",
