@@ -130,6 +130,19 @@ class ScoringScriptError(BatchEndpointError):
     """The scoring script could not be loaded, or its init() failed."""
 
 
+class InputFileError(BatchEndpointError):
+    """One input file cannot be scored (unsupported type, missing column, value, shape).
+
+    Raised per file by the built-in readers; the file becomes a failed item and the rest of
+    the mini-batch scores. ``problem`` is the reason recorded for the file.
+    """
+
+    def __init__(self, path: str, problem: str, *, hint: str | None = None) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"'{path}': {problem}", hint=hint)
+
+
 class MiniBatchAttemptError(BatchEndpointError):
     """One attempt at one mini-batch failed.
 

@@ -53,8 +53,14 @@ def render_processed_csv(results: Sequence[MiniBatchResult]) -> bytes:
     return buffer.getvalue().encode()
 
 
+_STOPPED = "(no traceback: the process was stopped)"
+#: failed items of a succeeded attempt: the reasons are the detail, nothing was stopped
+_NO_TRACEBACK = {"item_error": ""}
+
+
 def render_errors(failures: Sequence[dict[str, Any]]) -> bytes:
-    """Every failed attempt: mini-batch, attempt, category, files and the full traceback."""
+    """Every failed attempt (mini-batch, attempt, category, files, full traceback), and the
+    failed files of succeeded attempts (``item_error``, with the reason of each)."""
     if not failures:
         return b"No failed attempts.\n"
     blocks = []
@@ -64,7 +70,7 @@ def render_errors(failures: Sequence[dict[str, Any]]) -> bytes:
             f"=== mini-batch {f['mini_batch_id']}, attempt {f['attempt']} ({f['category']})"
             f"{' on ' + f['process'] if f.get('process') else ''}\n"
             f"{f['detail']}\nfiles:\n{files}\n"
-            f"{f.get('traceback') or '(no traceback: the process was stopped)'}".rstrip()
+            f"{f.get('traceback') or _NO_TRACEBACK.get(f['category'], _STOPPED)}".rstrip()
             + "\n"
         )
     return "\n".join(blocks).encode()

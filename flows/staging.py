@@ -41,6 +41,14 @@ class JobStaging:
         name = f"{int(error.mini_batch_id):09d}-{error.attempt:03d}.json"
         self.root.join("attempts", name).write_atomic([json.dumps(record).encode()])
 
+    def record_item_failures(self, mini_batch_id: str | int, attempt: int, process: str,
+                             files: list[str], detail: str) -> None:
+        """Files a succeeded attempt's run() named as failed (category ``item_error``)."""
+        record = {"mini_batch_id": mini_batch_id, "attempt": attempt, "category": "item_error",
+                  "detail": detail, "files": files, "process": process, "traceback": ""}
+        name = f"{int(mini_batch_id):09d}-{attempt:03d}-items.json"
+        self.root.join("attempts", name).write_atomic([json.dumps(record).encode()])
+
     def failures(self) -> list[dict[str, Any]]:
         """Every failed attempt recorded so far, by mini-batch then attempt."""
         folder = self.root.join("attempts")
