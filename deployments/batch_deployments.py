@@ -40,7 +40,12 @@ from blocks.spec_loading import load_deployment_yaml, parse_deployment
 from blocks.workspace import workspace_root
 from deployments.registry import ModelRegistry
 from scoring.builtin import builtin_code
-from scoring.environment import EnvironmentReport, check_environment, check_model_folder
+from scoring.environment import (
+    EnvironmentReport,
+    check_environment,
+    check_model_folder,
+    saved_version_warnings,
+)
 
 __all__ = [
     "create_deployment",
@@ -155,6 +160,8 @@ def _check_model_environment(path: str | os.PathLike[str]) -> None:
     report = check_model_folder(path)
     if report is not None:
         _report_environment(report)
+    for line in saved_version_warnings(path):
+        print(f"WARNING: {line}", file=sys.stderr)
 
 
 def _report_environment(report: EnvironmentReport) -> None:

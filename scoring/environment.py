@@ -38,7 +38,7 @@ from packaging.version import InvalidVersion, Version
 
 from blocks.errors import MissingDependencyError, SpecError
 from scoring.azureml_runtime import canonical, is_platform_runtime
-from scoring.mlmodel import mlflow_model_folder
+from scoring.mlmodel import mlflow_model_folder, read_mlmodel
 
 #: Packages whose pins a running environment cannot follow (binary builds tied to CUDA and
 #: the interpreter); a different version is a warning, not a failure.
@@ -473,3 +473,33 @@ def check_model_folder(path: str | Path) -> EnvironmentReport | None:
     if (folder / "conda.yaml").is_file():
         return check_environment(folder / "conda.yaml")
     return None
+
+
+#: Version keys of MLflow flavors and the distribution each names (``sklearn_version`` …).
+_FLAVOR_VERSIONS = {"sklearn_version": "scikit-learn", "xgb_version": "xgboost",
+                    "lgb_version": "lightgbm", "pytorch_version": "torch",
+                    "cloudpickle_version": "cloudpickle"}
+
+
+def saved_version_warnings(path: str | Path) -> list[str]:
+    """For an MLflow model: the libraries its flavors were saved with that differ from the
+    ones installed (a pickle from another scikit-learn often fails to load, or predicts
+    differently). Empty for other models."""
+    if mlflow_model_folder(path) is None:
+        return []
+    try:
+        model = read_mlmodel(path)
+    except SpecError:
+        return []
+    lines = []
+    for flavor, settings in model.flavors.items():
+        for key, package in _FLAVOR_VERSIONS.items():
+            saved = settings.get(key) if isinstance(settings, dict) else None
+            have = _installed_version(package)
+            if saved and have and str(saved) != have:
+                lines.append(
+                    f"{model.folder}: the model was saved with {package} {saved} (MLmodel "
+                    f"flavors.{flavor}.{key}); scoring has {package} {have}. Loading may fail "
+                    f"or predict differently; to match: pip install {package}=={saved}"
+                )
+    return lines
