@@ -85,24 +85,29 @@ def enforce_columns(frame: pd.DataFrame, columns: Sequence[ColumnSpec], path: st
             path, f"missing column {missing[0]!r}{more}, which the model's signature requires",
             hint="Add the column to the file, or score files that have every signature column.",
         )
-    frame = frame.copy()
+    changed = {}
     for spec in columns:
         if spec.name in frame:
-            frame[spec.name] = _cast(frame[spec.name], spec, path)
-    return frame
+            cast = _cast(frame[spec.name], spec, path)
+            if cast is not frame[spec.name]:
+                changed[spec.name] = cast
+    return frame.assign(**changed) if changed else frame
 
 
 def _cast(values: pd.Series, spec: ColumnSpec, path: str) -> pd.Series:
     kind = spec.type
     if kind in _INTEGERS or kind in _FLOATS:
-        numbers = values if _plain_number(values) else pd.to_numeric(values, errors="coerce")
-        _first_bad(values, numbers.isna() & values.notna(), spec, path, _UNREADABLE)
+        if _plain_number(values):
+            numbers = values
+        else:
+            numbers = pd.to_numeric(values, errors="coerce")
+            _first_bad(values, numbers.isna() & values.notna(), spec, path, _UNREADABLE)
         if kind in _FLOATS:
-            return numbers.astype(_FLOATS[kind])
+            return numbers if numbers.dtype == _FLOATS[kind] else numbers.astype(_FLOATS[kind])
         _first_bad(values, numbers.isna(), spec, path, "the value is empty; {type} cannot be")
         _first_bad(values, numbers != np.floor(numbers), spec, path,
                    "{value} is not a whole number ({type})")
-        return numbers.astype(_INTEGERS[kind])
+        return numbers if numbers.dtype == _INTEGERS[kind] else numbers.astype(_INTEGERS[kind])
     if kind == "boolean":
         if pd.api.types.is_bool_dtype(values):
             return values
