@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import numpy as np
 import pandas as pd
 
 from scoring.builtin import require_mlflow
+
+try:  # at top level, so a job's fork server imports it once for all its scoring processes
+    import mlflow.pyfunc
+except ImportError:  # init() says which extra installs it
+    mlflow = None
 from scoring.mlmodel import Signature, read_mlmodel
 from scoring.readers import read_input
 from scoring.results import MiniBatchOutput
@@ -30,13 +36,17 @@ def init() -> None:
     """Load the model once: the MLflow folder inside ``AZUREML_MODEL_DIR``."""
     global model, signature
     found = read_mlmodel(os.environ["AZUREML_MODEL_DIR"])
-    require_mlflow()
-    import mlflow.pyfunc
-
-    model = mlflow.pyfunc.load_model(str(found.folder.resolve()))  # not via a symlink
+    if mlflow is None:
+        require_mlflow()
+    started = time.monotonic()
+    # the real folder, not the symlink in AZUREML_MODEL_DIR (mlflow refuses paths that leave
+    # it); its requirements were checked at create, so mlflow's own check (seconds spent
+    # reading every installed package's metadata, in each process) is skipped
+    model = mlflow.pyfunc.load_model(str(found.folder.resolve()), suppress_warnings=True)
     signature = found.signature
-    logger.info("Loaded MLflow model %s (flavors: %s; signature: %s).", found.folder.name,
-                ", ".join(found.flavors), "yes" if signature else "none")
+    logger.info("Loaded MLflow model %s in %.1f s (flavors: %s; signature: %s).",
+                found.folder.name, time.monotonic() - started, ", ".join(found.flavors),
+                "yes" if signature else "none")
 
 
 def run(mini_batch: list[str]) -> MiniBatchOutput:
