@@ -86,3 +86,31 @@ def predictions_of(folder: Path, frame: pd.DataFrame) -> np.ndarray:
     import mlflow.pyfunc
 
     return np.asarray(mlflow.pyfunc.load_model(str(folder)).predict(frame))
+
+
+FRAME_MODEL_CODE = '''
+import mlflow
+import pandas as pd
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    """Returns two output columns taken from its input: ``label`` and ``probability``."""
+
+    def predict(self, context, model_input, params=None):
+        return pd.DataFrame({"label": model_input["l"], "probability": model_input["p"]})
+
+
+mlflow.models.set_model(Echo())
+'''
+
+
+def save_frame_model(folder: Path) -> Path:
+    """A pyfunc model without a signature whose predict returns a two-column DataFrame."""
+    import mlflow.pyfunc
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    code = folder.parent / "echo.py"
+    code.write_text(textwrap.dedent(FRAME_MODEL_CODE))
+    mlflow.pyfunc.save_model(str(folder), python_model=str(code),
+                             pip_requirements=[f"mlflow=={version('mlflow-skinny')}"])
+    return folder

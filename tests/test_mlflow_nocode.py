@@ -11,6 +11,7 @@ import pytest
 from mlflow_models import (
     breast_cancer,
     predictions_of,
+    save_frame_model,
     save_image_model,
     save_sklearn_model,
 )
@@ -43,6 +44,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
         "signed": save_sklearn_model(root / "signed" / "model"),
         "unsigned": save_sklearn_model(root / "unsigned" / "model", signature=False),
         "image": save_image_model(root / "image" / "model"),
+        "frame": save_frame_model(root / "frame" / "model"),
     }
 
 
@@ -150,6 +152,20 @@ def test_an_image_model_gets_arrays_shaped_to_its_tensor_signature(models, tmp_p
     errors = (tmp_path / "out" / "logs" / "errors.txt").read_text()
     assert ("zz_big.png: image of shape (32, 32) (1024 values) does not fit the signature's "
             "tensor shape [-1, 28, 28]") in errors
+
+
+def test_the_output_is_row_predictions_file_with_pandas_quoting(models, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "heart, part 1.csv").write_text("l,p\n1,0.9731\n0,0.0412\n")
+    (inputs / "heart-2.csv").write_text("l,p\n1,1e-07\n")
+    result = run_job(nocode_spec(models["frame"]), inputs, tmp_path / "out").result()
+    assert result.items_succeeded == 2
+    assert (tmp_path / "out" / "predictions.csv").read_bytes() == (  # as docs/semantics.md §7
+        b'0,1,0.9731,"heart, part 1.csv"\n'
+        b'1,0,0.0412,"heart, part 1.csv"\n'
+        b"0,1,1e-07,heart-2.csv\n"
+    )
 
 
 READER_SCRIPT = """
