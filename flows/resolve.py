@@ -13,6 +13,7 @@ from blocks.endpoint import deployment_blocks, load_compute, load_deployment, lo
 from blocks.errors import SpecError
 from blocks.spec import InlineModel, ModelDeploymentSpec
 from scoring.builtin import CODE_DIR, MLFLOW_SCRIPT, builtin_code
+from scoring.environment import check_model_folder
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ def resolve_spec(
                                             label=f"'{spec.model.name}'")
         except SpecError as exc:
             raise SpecError(exc.message, source=spec.name, key=exc.key, hint=exc.hint) from None
+        report = check_model_folder(spec.model.path)  # what create checks; the scorer does not
+        if report is not None:
+            report.raise_for_missing()
     else:
         code_dir = os.path.abspath(spec.code_configuration.code)
         script = spec.code_configuration.scoring_script
