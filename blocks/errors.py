@@ -144,6 +144,19 @@ class ScoringScriptError(BatchEndpointError):
     """The scoring script could not be loaded, or its init() failed."""
 
 
+class InputFileError(BatchEndpointError):
+    """One input file cannot be scored (unsupported type, missing column, value, shape).
+
+    Raised per file by the built-in readers; the file becomes a failed item and the rest of
+    the mini-batch scores. ``problem`` is the reason recorded for the file.
+    """
+
+    def __init__(self, path: str, problem: str, *, hint: str | None = None) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"'{path}': {problem}", hint=hint)
+
+
 class ErrorCategory(str, Enum):
     """Why an attempt at a mini-batch failed: the report's ``error_category``."""
 
@@ -159,6 +172,8 @@ class ErrorCategory(str, Enum):
     INIT_ERROR = "init_error"
     #: anything else: a download, the staging area, Dask
     SYSTEM_ERROR = "system_error"
+    #: run() succeeded but named some of its files as failed (the built-in MLflow scorer)
+    ITEM_ERROR = "item_error"
     #: the job stopped before the mini-batch ran
     CANCELED = "canceled"
 

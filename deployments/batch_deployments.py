@@ -7,7 +7,8 @@ against the scoring environment, pins the model
 (``@latest`` becomes a version now; an inline model registers a new version), copies the
 code folder to ``<workspace>/snapshots/<endpoint>/<deployment>/<id>`` and saves a
 ``BatchDeployment`` block. Later edits of the user's folder do not change a deployment;
-``update --file`` takes a new snapshot.
+``update --file`` takes a new snapshot. A deployment without ``code_configuration`` of an
+MLflow model (``python_function`` flavor) runs the built-in scorer (:mod:`scoring.builtin`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ from blocks.spec import InlineModel, ModelDeploymentSpec, ModelReference
 from blocks.spec_loading import load_deployment_yaml, parse_deployment
 from blocks.workspace import workspace_root
 from deployments.registry import ModelRegistry
-from scoring.environment import EnvironmentReport, check_environment, check_model_folder
+from scoring.builtin import builtin_code
+from scoring.environment import (
+    EnvironmentReport,
+    check_environment,
+    check_model_folder,
+    saved_version_warnings,
+)
 
 __all__ = [
     "create_deployment",
@@ -153,6 +160,8 @@ def _check_model_environment(path: str | os.PathLike[str]) -> None:
     report = check_model_folder(path)
     if report is not None:
         _report_environment(report)
+    for line in saved_version_warnings(path):
+        print(f"WARNING: {line}", file=sys.stderr)
 
 
 def _report_environment(report: EnvironmentReport) -> None:
@@ -164,34 +173,60 @@ def _report_environment(report: EnvironmentReport) -> None:
         print(f"INFO: {line}", file=sys.stderr)
 
 
+def _builtin_scorer(spec: ModelDeploymentSpec, model: dict[str, Any] | None) -> tuple[str, str]:
+    """The built-in MLflow scorer for a deployment without code, once its model is checked:
+    the inline model before it is registered (``model`` None), else the pinned version."""
+    try:
+        if model is None:
+            assert isinstance(spec.model, InlineModel)
+            return builtin_code(spec.model.path, model_type=spec.model.type,
+                                label=f"'{spec.model.name}'")
+        registry = ModelRegistry()
+        meta = registry.show(model["name"], str(model["version"]))
+        return builtin_code(registry.model_dir(model["name"], str(model["version"])),
+                            model_type=meta.get("type", "custom_model"),
+                            label=f"'{model['name']}:{model['version']}'")
+    except SpecError as exc:
+        raise SpecError(exc.message, source=f"deployment '{spec.name}'", key=exc.key,
+                        hint=exc.hint) from None
+
+
 def _block(spec: ModelDeploymentSpec, endpoint: BatchEndpoint,
            previous: BatchDeployment | None) -> BatchDeployment:
-    """The block of ``spec``: a new snapshot and model pin unless unchanged since ``previous``."""
-    if spec.code_configuration is None:
-        raise SpecError("a model deployment needs code_configuration (code and scoring_script)",
-                        source=f"deployment '{spec.name}'", key="code_configuration",
-                        hint="Add code_configuration.code and .scoring_script.")
+    """The block of ``spec``: a new snapshot and model pin unless unchanged since ``previous``.
+
+    Without ``code_configuration`` the model must be an MLflow model; the deployment then
+    runs the package's built-in scorer (no snapshot: it is part of the installed package).
+    """
     load_compute(spec.compute_name)
     _check_environment(spec)
-    code = spec.code_configuration.code
-    same_code = previous is not None and os.path.abspath(code) == previous.code_dir
+    if spec.code_configuration is None and isinstance(spec.model, InlineModel):
+        _builtin_scorer(spec, None)  # refused before an inline model is registered
     same_model = previous is not None and str(spec.model) == previous.spec.get("model")
     if same_model:
         model = {"name": previous.model_name, "version": previous.model_version}
         _check_model_environment(previous.model_dir)
     else:
         model = _pin_model(spec, ModelRegistry())
-    code_dir = previous.code_dir if same_code else _snapshot(code, endpoint.name, spec.name)
-    pinned = spec.model_copy(update={
+    updates: dict[str, Any] = {
         "endpoint_name": endpoint.name,
         "model": ModelReference(name=model["name"], version=str(model["version"])),
-        "code_configuration": spec.code_configuration.model_copy(update={"code": code_dir}),
-    })
+    }
+    if spec.code_configuration is None:
+        code_dir, script = _builtin_scorer(spec, model)
+    else:
+        code, script = spec.code_configuration.code, spec.code_configuration.scoring_script
+        same_code = (previous is not None and previous.spec.get("code_configuration")
+                     and os.path.abspath(code) == previous.code_dir)
+        code_dir = previous.code_dir if same_code else _snapshot(code, endpoint.name, spec.name)
+        updates["code_configuration"] = spec.code_configuration.model_copy(
+            update={"code": code_dir})
+    pinned = spec.model_copy(update=updates)
     data = pinned.model_dump(mode="json", exclude_none=True)
     data["model"] = str(pinned.model)
     return BatchDeployment(
         name=spec.name, endpoint=endpoint.name, description=spec.description, spec=data,
-        code_dir=code_dir, scoring_script=spec.code_configuration.scoring_script,
+        code_dir=code_dir, scoring_script=script,
         model_name=model["name"], model_version=str(model["version"]),
         model_dir=ModelRegistry().model_dir(model["name"], str(model["version"])),
         compute=spec.compute_name,
@@ -212,7 +247,8 @@ def deployment_record(block: BatchDeployment, endpoint: BatchEndpoint | None = N
         "description": block.description,
         "tags": spec.get("tags", {}),
         "model": f"azureml:{block.model_name}:{block.model_version}",
-        "code_configuration": {"code": block.code_dir, "scoring_script": block.scoring_script},
+        "code_configuration": ({"code": block.code_dir, "scoring_script": block.scoring_script}
+                               if spec.get("code_configuration") else None),
         "environment": spec.get("environment"),
         "compute": f"azureml:{block.compute}",
         "resources": block.model_spec().resources.model_dump(),
@@ -221,6 +257,8 @@ def deployment_record(block: BatchDeployment, endpoint: BatchEndpoint | None = N
         "properties": {"model_dir": block.model_dir, "created_at": block.created_at,
                        "updated_at": block.updated_at},
     }
+    if not spec.get("code_configuration"):
+        record["properties"]["scoring_script"] = "built-in MLflow scorer (mlflow_driver.py)"
     if endpoint is not None:
         record["properties"]["is_default"] = endpoint.default_deployment == block.name
     return record
@@ -243,7 +281,8 @@ def create_deployment(file: str, *, endpoint_name: str | None = None, name: str 
     try:
         block.save(deployment_document_name(endpoint.name, spec.name))
     except ValueError as exc:  # created concurrently
-        shutil.rmtree(block.code_dir, ignore_errors=True)
+        if spec.code_configuration is not None:  # never the built-in scorer's folder
+            shutil.rmtree(block.code_dir, ignore_errors=True)
         raise AlreadyExistsError("deployment", f"{endpoint.name}/{spec.name}") from exc
     if set_default:
         endpoint.default_deployment = block.name

@@ -5,6 +5,10 @@
 ``<workspace>/models/N/<version>.json`` (see :mod:`blocks.versioned`). The version folder is
 what a deployment's scoring script sees as ``AZUREML_MODEL_DIR``, so it holds nothing but the
 registered file or folder.
+
+``--type mlflow_model`` takes a folder with an ``MLmodel`` file (read with PyYAML, mlflow
+need not be installed) and records its flavors, signature and requirements, which
+``model show`` prints; a folder without a readable ``MLmodel`` is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 from blocks.errors import SpecError
 from blocks.versioned import VersionedStore
+from scoring.mlmodel import read_mlmodel
 
 __all__ = ["ModelRegistry"]
 
@@ -62,4 +67,6 @@ class ModelRegistry(VersionedStore):
             )
         meta = {"type": type, "description": description, "tags": dict(tags or {}),
                 "source_path": str(source.resolve())}
+        if type == "mlflow_model":
+            meta.update(read_mlmodel(source).record())
         return self.register(name, meta, version=version, copy=source.resolve())

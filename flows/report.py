@@ -7,6 +7,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from blocks.errors import ErrorCategory
 from flows.results import AttemptRecord, MiniBatchResult
 from flows.storage import Location
 
@@ -53,8 +54,12 @@ def render_processed_csv(results: Sequence[MiniBatchResult]) -> bytes:
     return buffer.getvalue().encode()
 
 
+_STOPPED = "(no traceback: the process was stopped)"
+
+
 def render_errors(failures: Sequence[AttemptRecord]) -> bytes:
-    """Every failed attempt: mini-batch, attempt, category, files and the full traceback."""
+    """Every failed attempt (mini-batch, attempt, category, files, full traceback), and the
+    failed files of succeeded attempts (``item_error``, with the reason of each)."""
     if not failures:
         return b"No failed attempts.\n"
     blocks = []
@@ -64,7 +69,8 @@ def render_errors(failures: Sequence[AttemptRecord]) -> bytes:
             f"=== mini-batch {f.mini_batch_id}, attempt {f.attempt} ({f.category})"
             f"{' on ' + f.process if f.process else ''}\n"
             f"{f.detail}\nfiles:\n{files}\n"
-            f"{f.traceback or '(no traceback: the process was stopped)'}".rstrip()
+            f"{f.traceback or ('' if f.category == ErrorCategory.ITEM_ERROR else _STOPPED)}"
+            .rstrip()
             + "\n"
         )
     return "\n".join(blocks).encode()

@@ -12,6 +12,8 @@ from blocks.compute import DaskCompute
 from blocks.endpoint import deployment_blocks, load_compute, load_deployment, load_endpoint
 from blocks.errors import SpecError
 from blocks.spec import InlineModel, ModelDeploymentSpec
+from scoring.builtin import CODE_DIR, MLFLOW_SCRIPT, builtin_code
+from scoring.environment import check_model_folder
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,11 @@ def _new_link(source: str, holder: str) -> str:
 def resolve_spec(
     spec: ModelDeploymentSpec, compute: DaskCompute | None = None
 ) -> ResolvedDeployment:
-    """Resolve a spec given in Python (its model inline, its paths absolute)."""
-    if spec.code_configuration is None:
-        raise SpecError(
-            "a deployment needs code_configuration (code and scoring_script)",
-            source=spec.name,
-            key="code_configuration",
-        )
+    """Resolve a spec given in Python (its model inline, its paths absolute).
+
+    Without ``code_configuration`` the inline model must be an ``mlflow_model``: the
+    built-in MLflow scorer runs it.
+    """
     if not isinstance(spec.model, InlineModel):
         raise SpecError(
             f"model '{spec.model}' is a registry reference; a spec run from Python needs the "
@@ -77,12 +77,24 @@ def resolve_spec(
             hint="give model: {name: ..., path: ...}, or create the deployment with "
             "'pbe batch-deployment create' and invoke its endpoint",
         )
+    if spec.code_configuration is None:
+        try:
+            code_dir, script = builtin_code(spec.model.path, model_type=spec.model.type,
+                                            label=f"'{spec.model.name}'")
+        except SpecError as exc:
+            raise SpecError(exc.message, source=spec.name, key=exc.key, hint=exc.hint) from None
+        report = check_model_folder(spec.model.path)  # what create checks; the scorer does not
+        if report is not None:
+            report.raise_for_missing()
+    else:
+        code_dir = os.path.abspath(spec.code_configuration.code)
+        script = spec.code_configuration.scoring_script
     return ResolvedDeployment(
         name=spec.name,
         endpoint=spec.endpoint_name,
         spec=spec,
-        code_dir=os.path.abspath(spec.code_configuration.code),
-        scoring_script=spec.code_configuration.scoring_script,
+        code_dir=code_dir,
+        scoring_script=script,
         model_dir=model_dir_for(spec.model.path),
         compute=compute or DaskCompute(),
     )
@@ -112,7 +124,11 @@ def resolve_endpoint(endpoint: str, deployment_name: str | None = None) -> Resol
         )
     block = load_deployment(found.name, name)
     label = f"deployment '{found.name}/{block.name}'"
-    for path, key in ((block.code_dir, "code_configuration.code"), (block.model_dir, "model")):
+    spec = block.model_spec()
+    code_dir, script = block.code_dir, block.scoring_script
+    if spec.code_configuration is None:  # the built-in scorer of this installation
+        code_dir, script = CODE_DIR, MLFLOW_SCRIPT
+    for path, key in ((code_dir, "code_configuration.code"), (block.model_dir, "model")):
         if not os.path.isdir(path):
             raise SpecError(
                 f"'{path}' is gone from the workspace", source=label, key=key,
@@ -122,9 +138,9 @@ def resolve_endpoint(endpoint: str, deployment_name: str | None = None) -> Resol
     return ResolvedDeployment(
         name=block.name,
         endpoint=found.name,
-        spec=block.model_spec(),
-        code_dir=block.code_dir,
-        scoring_script=block.scoring_script,
+        spec=spec,
+        code_dir=code_dir,
+        scoring_script=script,
         model_dir=block.model_dir,
         compute=load_compute(block.compute),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from blocks.errors import MiniBatchAttemptError
+from blocks.errors import ErrorCategory, MiniBatchAttemptError
 from flows.results import AttemptRecord
 from flows.storage import Location
 
@@ -30,6 +30,14 @@ class JobStaging:
     def record_failure(self, error: MiniBatchAttemptError) -> None:
         record = AttemptRecord.of(error)
         name = f"{record.mini_batch_id:09d}-{record.attempt:03d}.json"
+        self.root.join("attempts", name).write_atomic([record.to_json()])
+
+    def record_item_failures(self, mini_batch_id: str | int, attempt: int, process: str,
+                             files: list[str], detail: str) -> None:
+        """Files a succeeded attempt's run() named as failed (category ``item_error``)."""
+        record = AttemptRecord(int(mini_batch_id), attempt, ErrorCategory.ITEM_ERROR, detail,
+                               tuple(files), process)
+        name = f"{record.mini_batch_id:09d}-{attempt:03d}-items.json"
         self.root.join("attempts", name).write_atomic([record.to_json()])
 
     def failures(self) -> list[AttemptRecord]:

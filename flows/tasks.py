@@ -85,7 +85,12 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
         raise error
 
     _forward(logger, outcome.logs)
-    counts = ItemCounts(total=len(mini_batch), returned=outcome.returned)
+    named = outcome.failed_items
+    counts = ItemCounts(total=len(mini_batch), returned=outcome.returned,
+                        named_failures=None if named is None else len(named))
+    item_error = _item_failures(job, mini_batch, attempt, process_name, paths, named or [])
+    for line in item_error.splitlines()[1:]:
+        logger.warning("Mini-batch %s: %s", mini_batch.id, line)
     if counts.extra:
         logger.warning(
             "Mini-batch %s: run() returned %d rows for %d files; the extra rows are kept.",
@@ -93,7 +98,7 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
             counts.returned,
             counts.total,
         )
-    if counts.failed:
+    if counts.failed and named is None:
         logger.warning(
             "Mini-batch %s: run() returned %d rows for %d files; %d items count as failed.",
             mini_batch.id,
@@ -113,8 +118,25 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
         process=process_name,
         start_time=started.isoformat(timespec="milliseconds"),
         elapsed_seconds=time.monotonic() - clock,
+        error_category=ErrorCategory.ITEM_ERROR if item_error else None,
+        error_message="; ".join(item_error.splitlines()),
         extra_rows=counts.extra,
     )
+
+
+def _item_failures(job: ScoringJob, mini_batch: MiniBatch, attempt: int, process: str,
+                   paths: list[str], failed: list[tuple[str, str]]) -> str:
+    """Record the files run() named as failed (errors.txt); a summary line, then one per file."""
+    if not failed:
+        return ""
+    original = dict(zip(paths, (mask(uri) for uri in mini_batch.files), strict=True))
+    files = [original.get(path, path) for path, _ in failed]
+    rest = "; the other files scored" if len(failed) < len(mini_batch) else ""
+    lines = [f"{len(failed)} of {len(mini_batch)} files failed{rest}"]
+    lines += [f"{file}: {reason}" for file, (_, reason) in zip(files, failed, strict=True)]
+    detail = "\n".join(lines)
+    job.staging.record_item_failures(mini_batch.id, attempt, process, files, detail)
+    return detail
 
 
 def _worth_retrying(task: object, task_run: object, state: State) -> bool:

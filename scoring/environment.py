@@ -38,6 +38,7 @@ from packaging.version import InvalidVersion, Version
 
 from blocks.errors import MissingDependencyError, SpecError
 from scoring.azureml_runtime import canonical, is_platform_runtime
+from scoring.mlmodel import mlflow_model_folder, read_mlmodel
 
 #: Packages whose pins a running environment cannot follow (binary builds tied to CUDA and
 #: the interpreter); a different version is a warning, not a failure.
@@ -57,6 +58,8 @@ _UNPINNABLE = {
 _NOT_PACKAGES = {"pip", "setuptools", "wheel", "conda", "mkl", "libgcc", "cudnn", "nccl"}
 #: Conda package names and their pip equivalents.
 _CONDA_TO_PIP = {"pytorch": "torch", "py-opencv": "opencv-python-headless"}
+#: Packages another distribution provides under the same import name (``import mlflow``).
+_ALSO_PROVIDED_BY = {"tensorflow": "tensorflow-cpu", "mlflow": "mlflow-skinny"}
 #: Characters that end a conda package name (conda's own rule).
 _CONDA_NAME_END = " =<>!~"
 #: What a pip line that names no package but a location looks like.
@@ -432,8 +435,8 @@ def _check(read: _Read, source: str) -> EnvironmentReport:
                 )
             continue
         have = _installed_version(req.name)
-        if have is None and req.name == "tensorflow":
-            have = _installed_version("tensorflow-cpu")
+        if have is None and req.name in _ALSO_PROVIDED_BY:
+            have = _installed_version(_ALSO_PROVIDED_BY[req.name])
         if have is None:
             report.missing.append(req)
         elif req.allows(have) is False:
@@ -457,20 +460,6 @@ def check_requirements_file(path: str | Path) -> EnvironmentReport:
     return _check(_read_requirements(path), str(path))
 
 
-def mlflow_model_folder(path: str | Path) -> Path | None:
-    """The MLflow model folder at ``path``: the folder itself or, for a registered model's
-    version folder, the one folder inside it, when it holds an ``MLmodel`` file."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return None
-    if (folder / "MLmodel").is_file():
-        return folder
-    inside = [child for child in folder.iterdir() if child.is_dir()]
-    if len(inside) == 1 and (inside[0] / "MLmodel").is_file():
-        return inside[0]
-    return None
-
-
 def check_model_folder(path: str | Path) -> EnvironmentReport | None:
     """Check an MLflow model's ``requirements.txt`` (else its ``conda.yaml``).
 
@@ -484,3 +473,33 @@ def check_model_folder(path: str | Path) -> EnvironmentReport | None:
     if (folder / "conda.yaml").is_file():
         return check_environment(folder / "conda.yaml")
     return None
+
+
+#: Version keys of MLflow flavors and the distribution each names (``sklearn_version`` …).
+_FLAVOR_VERSIONS = {"sklearn_version": "scikit-learn", "xgb_version": "xgboost",
+                    "lgb_version": "lightgbm", "pytorch_version": "torch",
+                    "cloudpickle_version": "cloudpickle"}
+
+
+def saved_version_warnings(path: str | Path) -> list[str]:
+    """For an MLflow model: the libraries its flavors were saved with that differ from the
+    ones installed (a pickle from another scikit-learn often fails to load, or predicts
+    differently). Empty for other models."""
+    if mlflow_model_folder(path) is None:
+        return []
+    try:
+        model = read_mlmodel(path)
+    except SpecError:
+        return []
+    lines = []
+    for flavor, settings in model.flavors.items():
+        for key, package in _FLAVOR_VERSIONS.items():
+            saved = settings.get(key) if isinstance(settings, dict) else None
+            have = _installed_version(package)
+            if saved and have and str(saved) != have:
+                lines.append(
+                    f"{model.folder}: the model was saved with {package} {saved} (MLmodel "
+                    f"flavors.{flavor}.{key}); scoring has {package} {have}. Loading may fail "
+                    f"or predict differently; to match: pip install {package}=={saved}"
+                )
+    return lines

@@ -44,10 +44,11 @@ from scoring.spec import ScoringProcessSpec
 
 #: Libraries that are safe to import before a fork: they start no threads at import, or
 #: stop and restart them around ``fork()`` (OpenBLAS), or defer their device set-up to
-#: first use (torch's CUDA). TensorFlow is not among them: its scoring processes import it
+#: first use (torch's CUDA); mlflow starts no thread at import (the built-in MLflow scorer
+#: imports it at top level). TensorFlow is not among them: its scoring processes import it
 #: themselves, after the fork.
 FORK_SAFE_LIBRARIES = frozenset(
-    {"numpy", "pandas", "PIL", "scipy", "sklearn", "torch", "torchvision"}
+    {"numpy", "pandas", "PIL", "scipy", "sklearn", "torch", "torchvision", "mlflow"}
 )
 
 

@@ -26,7 +26,13 @@ from types import ModuleType
 from typing import Any
 
 from scoring.azureml_runtime import install_import_hook
-from scoring.results import BadReturnType, count_items, format_rows, normalise
+from scoring.results import (
+    BadReturnType,
+    MiniBatchOutput,
+    count_items,
+    format_rows,
+    normalise,
+)
 from scoring.spec import ScoringProcessSpec
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
@@ -110,9 +116,11 @@ def _run_one(module: ModuleType, paths: list[str], want_rows: bool) -> dict[str,
     started = time.time()
     value = module.run(list(paths))
     result = normalise(value)
-    counts = count_items(result, len(paths))
+    counts = count_items(result, len(paths), paths)
+    failed = result.failed if isinstance(result, MiniBatchOutput) else None
     return {
         "returned": counts.returned,
+        "failed_items": None if failed is None else sorted(failed.items()),
         "rows": format_rows(result) if want_rows else None,
         "started": started,
         "elapsed": time.time() - started,

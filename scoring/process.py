@@ -40,13 +40,14 @@ class ScoringFailure(Exception):
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What one successful run() produced."""
+    """What one successful run() produced; ``failed_items`` (path, reason) if it named any."""
 
     returned: int
     rows: bytes | None
     started: float
     elapsed: float
     logs: list[tuple[int, str]]
+    failed_items: list[tuple[str, str]] | None = None
 
 
 def _exit_description(code: int | None) -> str:
@@ -158,6 +159,7 @@ class ScoringProcess:
             started=payload["started"],
             elapsed=payload["elapsed"],
             logs=payload.get("logs", []),
+            failed_items=payload.get("failed_items"),
         )
 
     def stop(self, *, grace: float = 30.0) -> ScoringFailure | None:

@@ -3,11 +3,16 @@
 The ``append_row`` format is what existing consumers parse, byte for byte:
 a DataFrame is written with ``df.to_csv(header=None, index=None, sep=" ")``;
 a list is written one line per element as ``str(element)``.
+
+A run() that knows which of its files failed returns a :class:`MiniBatchOutput`: its rows
+(any number per file) and, by path, why each failed file failed. Those files are the
+mini-batch's failed items; every other file succeeded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -18,14 +23,29 @@ class BadReturnType(TypeError):
 
 
 @dataclass(frozen=True)
+class MiniBatchOutput:
+    """run()'s rows plus the files that failed (path → reason); the other files succeeded."""
+
+    rows: pd.DataFrame | list[Any]
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ItemCounts:
-    """Items of one mini-batch: ``succeeded = min(returned, inputs)``, the rest failed."""
+    """Items of one mini-batch: ``succeeded = min(returned, inputs)``, the rest failed.
+
+    With ``named_failures`` (a :class:`MiniBatchOutput`) the failed items are those files,
+    however many rows the others returned.
+    """
 
     total: int
     returned: int
+    named_failures: int | None = None
 
     @property
     def succeeded(self) -> int:
+        if self.named_failures is not None:
+            return self.total - self.named_failures
         return min(self.returned, self.total)
 
     @property
@@ -35,11 +55,15 @@ class ItemCounts:
     @property
     def extra(self) -> int:
         """Rows returned beyond the number of inputs (accepted, but worth a warning)."""
+        if self.named_failures is not None:
+            return 0
         return max(0, self.returned - self.total)
 
 
-def normalise(value: Any) -> pd.DataFrame | list[Any]:
-    """Accept a DataFrame or a list (a tuple is taken as a list); refuse anything else."""
+def normalise(value: Any) -> pd.DataFrame | list[Any] | MiniBatchOutput:
+    """Accept a DataFrame, a list (a tuple is taken as a list) or a MiniBatchOutput."""
+    if isinstance(value, MiniBatchOutput):
+        return MiniBatchOutput(normalise(value.rows), dict(value.failed))  # type: ignore[arg-type]
     if isinstance(value, pd.DataFrame):
         return value
     if isinstance(value, list):
@@ -52,13 +76,25 @@ def normalise(value: Any) -> pd.DataFrame | list[Any]:
     )
 
 
-def count_items(result: pd.DataFrame | list[Any], total: int) -> ItemCounts:
-    """Count one mini-batch's items from run()'s normalised result."""
+def count_items(
+    result: pd.DataFrame | list[Any] | MiniBatchOutput, total: int, paths: Sequence[str] = ()
+) -> ItemCounts:
+    """Count one mini-batch's items (``total`` files, ``paths``) from run()'s result."""
+    if isinstance(result, MiniBatchOutput):
+        unknown = sorted(set(result.failed) - set(paths))
+        if unknown:
+            raise BadReturnType(
+                f"run() reported {unknown[0]!r} as failed, but it is not in the mini-batch; "
+                "MiniBatchOutput.failed takes the paths run() was given"
+            )
+        return ItemCounts(total, len(result.rows), named_failures=len(result.failed))
     return ItemCounts(total=total, returned=len(result))
 
 
-def format_rows(result: pd.DataFrame | list[Any]) -> bytes:
+def format_rows(result: pd.DataFrame | list[Any] | MiniBatchOutput) -> bytes:
     """Render rows in the ``append_row`` format (UTF-8, newline-terminated lines)."""
+    if isinstance(result, MiniBatchOutput):
+        result = result.rows
     if isinstance(result, pd.DataFrame):
         text = result.to_csv(header=None, index=None, sep=" ")
     else:
