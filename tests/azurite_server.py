@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import answering, free_port
 
 # Azurite's documented development account and key (public, the same in every Azurite).
 ACCOUNT = "devstoreaccount1"
@@ -109,7 +106,7 @@ def running_azurite(attempts: int = 3) -> Iterator[Azurite]:
     """Start Azurite's blob service on a free loopback port; stop it when the block ends."""
     command = azurite_command()
     for _ in range(attempts):
-        port = _free_port()
+        port = free_port()
         data = tempfile.mkdtemp(prefix="pbe-azurite-")
         process = subprocess.Popen(
             [str(command), "--blobHost", "127.0.0.1", "--blobPort", str(port),
@@ -119,7 +116,7 @@ def running_azurite(attempts: int = 3) -> Iterator[Azurite]:
         )
         try:
             server = Azurite(f"http://127.0.0.1:{port}/{ACCOUNT}")
-            if not _wait_ready(server.endpoint, process):
+            if not answering(f"{server.endpoint}?comp=list", process, 60):
                 continue  # the port was taken meanwhile: try another
             with isolated_azure_env(server):
                 yield server
@@ -143,24 +140,3 @@ def isolated_azure_env(server: Azurite) -> Iterator[pytest.MonkeyPatch]:
             patch.delenv(name, raising=False)
         patch.setenv(ENDPOINT_VARIABLE, server.endpoint)
         yield patch
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(endpoint: str, process: subprocess.Popen, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(f"{endpoint}?comp=list", timeout=2):
-                return True
-        except urllib.error.HTTPError:  # any answer (403 without credentials) means it is up
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False

@@ -21,11 +21,9 @@ import functools
 import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +32,7 @@ from typing import Any
 
 import boto3
 import pytest
+from support import answering, free_port
 
 # Placeholder credentials for moto, which accepts any when not strict.
 TEST_KEY = "AKIATESTKEY00000001"
@@ -109,14 +108,14 @@ def isolated_aws_env() -> Iterator[pytest.MonkeyPatch]:
 def running_s3_server(*, strict: bool = False, attempts: int = 3) -> Iterator[S3Server]:
     """Start moto's server on a free loopback port; stop it when the block ends."""
     for _ in range(attempts):
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
             server = S3Server(f"http://127.0.0.1:{port}")
-            if not _wait_ready(server.endpoint_url, process):
+            if not answering(f"{server.endpoint_url}/moto-api/", process, 30):
                 continue  # the port was taken meanwhile: try another
             if strict:
                 _enforce_credentials(server)
@@ -130,25 +129,6 @@ def running_s3_server(*, strict: bool = False, attempts: int = 3) -> Iterator[S3
                 process.kill()
                 process.wait()
     raise RuntimeError("moto server did not start")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(endpoint: str, process: subprocess.Popen, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
 
 
 def _enforce_credentials(server: S3Server) -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import socket
+import subprocess
 import textwrap
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -34,6 +38,30 @@ def process_ended(pid: int, within: float = 10.0) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answering(url: str, process: subprocess.Popen, timeout: float) -> bool:
+    """Whether the server ``process`` answers ``url`` (with any HTTP status) within
+    ``timeout`` seconds; False as soon as the process has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except urllib.error.HTTPError:  # an answer (403 without credentials): it is up
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
 
 
 def write_script(folder: Path, body: str, name: str = "score.py") -> Path:
@@ -121,14 +149,6 @@ def write_pngs(folder: Path, images: np.ndarray) -> list[Path]:
     return paths
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def dask_cluster(logs: Path, *, workers: int = 1, threads: int = 1) -> Iterator[str]:
     """A real ``dask scheduler`` and ``dask worker`` processes on loopback; yields the address.
@@ -168,3 +188,40 @@ def dask_cluster(logs: Path, *, workers: int = 1, threads: int = 1) -> Iterator[
         for process in reversed(processes):
             process.terminate()
             process.wait(timeout=30)
+
+
+# --- a job over remote storage: a script that writes sizes, one that writes files ---------
+
+SIZES_SCRIPT = """
+import os
+
+import pandas as pd
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    rows = [[os.path.basename(path), os.path.getsize(path)] for path in mini_batch]
+    return pd.DataFrame(rows, columns=["file", "size"])
+"""
+
+SUMMARY_SCRIPT = """
+import os
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    folder = os.environ["AZUREML_BI_OUTPUT_PATH"]
+    for path in mini_batch:
+        with open(os.path.join(folder, "seen-" + os.path.basename(path) + ".txt"), "w") as out:
+            out.write(str(os.path.getsize(path)))
+    return [os.path.basename(path) for path in mini_batch]
+"""
+
+STORAGE_INPUT = {f"in/f{n}.bin": b"x" * (n + 1) for n in range(5)} | {"empty/": b""}
+STORAGE_ROWS = [f"f{n}.bin {n + 1}" for n in range(5)]

@@ -19,6 +19,7 @@ from uuid import UUID
 import pytest
 from azurite_server import ACCOUNT, KEY, Azurite
 from prefect.testing.utilities import prefect_test_harness
+from support import SIZES_SCRIPT, STORAGE_INPUT, STORAGE_ROWS, SUMMARY_SCRIPT
 
 from blocks.datastore import Datastore, SavedDatastores, save_datastore
 from blocks.errors import InputError, OutputExistsError
@@ -29,39 +30,6 @@ from flows.storage import Location
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-SIZES_SCRIPT = """
-import os
-
-import pandas as pd
-
-
-def init():
-    pass
-
-
-def run(mini_batch):
-    rows = [[os.path.basename(path), os.path.getsize(path)] for path in mini_batch]
-    return pd.DataFrame(rows, columns=["file", "size"])
-"""
-
-SUMMARY_SCRIPT = """
-import os
-
-
-def init():
-    pass
-
-
-def run(mini_batch):
-    folder = os.environ["AZUREML_BI_OUTPUT_PATH"]
-    for path in mini_batch:
-        with open(os.path.join(folder, "seen-" + os.path.basename(path) + ".txt"), "w") as out:
-            out.write(str(os.path.getsize(path)))
-    return [os.path.basename(path) for path in mini_batch]
-"""
-
-INPUT = {f"in/f{n}.bin": b"x" * (n + 1) for n in range(5)} | {"empty/": b""}
-EXPECTED_ROWS = [f"f{n}.bin {n + 1}" for n in range(5)]
 WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk0Mg" + KEY[46:]
 
 
@@ -76,9 +44,9 @@ def prefect_api() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def blob(prefect_api: str, azurite: Azurite) -> Azurite:
     """Containers ``lake`` (private) and ``open`` (public); datastores reaching ``lake``."""
-    azurite.put("lake", INPUT)
-    azurite.put("open", INPUT, public=True)
-    azurite.put("vault", INPUT)  # private, and no datastore covers it
+    azurite.put("lake", STORAGE_INPUT)
+    azurite.put("open", STORAGE_INPUT, public=True)
+    azurite.put("vault", STORAGE_INPUT)  # private, and no datastore covers it
     save_datastore("bloblake", Datastore(type="azure_blob", account_name=ACCOUNT,
                                          container_name="lake", account_key=KEY),
                    overwrite=True)
@@ -141,7 +109,7 @@ def test_public_container_to_a_blob_datastore_output(blob: Azurite, tmp_path: Pa
         deployment=deployment(tmp_path, SIZES_SCRIPT), job_name="job-pub", return_state=True,
     )
     assert state.is_completed(), state.message
-    assert blob.get("lake", "out/job-pub/predictions.csv").decode().splitlines() == EXPECTED_ROWS
+    assert blob.get("lake", "out/job-pub/predictions.csv").decode().splitlines() == STORAGE_ROWS
     assert blob.names("lake", "out/job-pub/") == [  # the staging area is gone
         "out/job-pub/logs/errors.txt",
         "out/job-pub/logs/processed_mini-batches.csv",
@@ -163,7 +131,7 @@ def test_a_sas_url_input_is_never_recorded(blob: Azurite, tmp_path: Path) -> Non
         deployment=deployment(tmp_path, SIZES_SCRIPT), return_state=True,
     )
     assert state.is_completed(), state.message
-    assert (output / "predictions.csv").read_text().splitlines() == EXPECTED_ROWS
+    assert (output / "predictions.csv").read_text().splitlines() == STORAGE_ROWS
     parameters, logs = recorded(state.state_details.flow_run_id, "Output:")
     assert parameters["input"].startswith(blob.url("lake", "in/?"))
     assert_secret_free(json.dumps(parameters), *logs, state.message or "",
@@ -204,7 +172,7 @@ def test_an_existing_blob_output_is_refused_before_scoring(blob: Azurite,
     assert blob.get("lake", "out/job-exists/predictions.csv") == b"old rows\n"
 
 
-BAD_INPUTS = [
+BAD_STORAGE_INPUTS = [
     ("https://{a}.blob.core.windows.net/nolake/in/?{nolake}", "container 'nolake' does not exist"),
     ("azureml://datastores/bloblake/paths/missing/", "no blob or folder at this path"),
     ("azureml://datastores/bloblake/paths/empty/", "is empty"),
@@ -214,7 +182,7 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize(("uri", "problem"), BAD_INPUTS)
+@pytest.mark.parametrize(("uri", "problem"), BAD_STORAGE_INPUTS)
 def test_bad_inputs_fail_before_scoring(blob: Azurite, tmp_path: Path, uri: str,
                                         problem: str) -> None:
     sas = blob.sas("lake")

@@ -22,6 +22,7 @@ from s3_server import (
     running_s3_server,
     serving_folder,
 )
+from support import SIZES_SCRIPT, STORAGE_INPUT, STORAGE_ROWS, SUMMARY_SCRIPT
 
 from blocks.datastore import Datastore, save_datastore
 from blocks.errors import InputError, OutputExistsError
@@ -31,39 +32,6 @@ from flows.batch_score import batch_score
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-SIZES_SCRIPT = """
-import os
-
-import pandas as pd
-
-
-def init():
-    pass
-
-
-def run(mini_batch):
-    rows = [[os.path.basename(path), os.path.getsize(path)] for path in mini_batch]
-    return pd.DataFrame(rows, columns=["file", "size"])
-"""
-
-SUMMARY_SCRIPT = """
-import os
-
-
-def init():
-    pass
-
-
-def run(mini_batch):
-    folder = os.environ["AZUREML_BI_OUTPUT_PATH"]
-    for path in mini_batch:
-        with open(os.path.join(folder, "seen-" + os.path.basename(path) + ".txt"), "w") as out:
-            out.write(str(os.path.getsize(path)))
-    return [os.path.basename(path) for path in mini_batch]
-"""
-
-INPUT = {f"in/f{n}.bin": b"x" * (n + 1) for n in range(5)} | {"empty/": b""}
-EXPECTED_ROWS = [f"f{n}.bin {n + 1}" for n in range(5)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -76,7 +44,7 @@ def prefect_api() -> Iterator[None]:
 def s3(prefect_api: None) -> Iterator[S3Server]:
     """The S3 server, its bucket ``lake`` and the saved datastore ``lake`` that reaches it."""
     with isolated_aws_env(), running_s3_server() as server:
-        server.put("lake", INPUT)
+        server.put("lake", STORAGE_INPUT)
         save_datastore("lake", Datastore(
             type="s3", url="s3://lake", endpoint_url=server.endpoint_url,
             key=TEST_KEY, secret=TEST_SECRET,
@@ -119,7 +87,7 @@ def test_s3_datastore_input_to_s3_output(s3: S3Server, tmp_path: Path) -> None:
         return_state=True,
     )
     assert state.is_completed(), state.message
-    assert s3.get("lake", "out/job-s3/predictions.csv").decode().splitlines() == EXPECTED_ROWS
+    assert s3.get("lake", "out/job-s3/predictions.csv").decode().splitlines() == STORAGE_ROWS
     assert s3.keys("lake", "out/job-s3/") == [  # the staging area is gone
         "out/job-s3/logs/errors.txt",
         "out/job-s3/logs/processed_mini-batches.csv",
@@ -139,7 +107,7 @@ def test_s3_uri_input_uses_the_covering_datastore(s3: S3Server, tmp_path: Path) 
         deployment=deployment(tmp_path, SIZES_SCRIPT), return_state=True,
     )
     assert state.is_completed(), state.message
-    assert (output / "predictions.csv").read_text().splitlines() == EXPECTED_ROWS
+    assert (output / "predictions.csv").read_text().splitlines() == STORAGE_ROWS
 
 
 def test_https_file_input(web: str, tmp_path: Path) -> None:
