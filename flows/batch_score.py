@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -75,12 +76,20 @@ def _tag_run(resolved: ResolvedDeployment) -> None:
             client.update_flow_run(run_id, tags=[*current, *missing])
 
 
-def _publish_counts(counts: JobCounts) -> None:
-    """Put the job's counts on its flow run (labels), where ``pbe job show`` reads them."""
+def _publish_counts(counts: JobCounts, logger: logging.LoggerAdapter) -> None:
+    """Put the job's counts on its flow run (labels), where ``pbe job show`` reads them.
+
+    Best effort: a server too busy to answer costs the labels, never the job (its output
+    and report are written already; the final state message carries the counts too).
+    """
     run_id = flow_run.get_id()
-    if run_id is not None:
+    if run_id is None:
+        return
+    try:
         with get_client(sync_client=True) as client:
             client.update_flow_run_labels(run_id, counts.to_labels())
+    except Exception as exc:  # noqa: BLE001 - an API error must not fail a scored job
+        logger.warning("Could not record the job's counts on its flow run: %s", exc)
 
 
 def _process_spec(
@@ -210,7 +219,7 @@ def batch_score(
         failures = staging.failures()
         write_report(output.join("logs"), results, failures)
         counts = JobCounts.of(results)
-        _publish_counts(counts)
+        _publish_counts(counts, logger)
         check_outcome(
             counts, results, failures, error_threshold=settings.error_threshold,
             append_rows=append_rows, report=output.join("logs", "errors.txt").display,
