@@ -1,7 +1,8 @@
 """A DaskTaskRunner whose per-task cost does not include Prefect's settings or clients.
 
 prefect-dask spends ~70–190 ms per task on a two-core machine (``benchmarks/overhead.py``;
-upstream PrefectHQ/prefect#18191), almost all of it on work that is the same for every task of a flow run. Profiled here:
+upstream PrefectHQ/prefect#18191), almost all of it on work that is the same for every task
+of a flow run. Profiled here:
 
 - the flow process serialises the whole Prefect settings model for every submission
   (~65 ms), and Dask tokenises the resulting arguments (~10 ms);
