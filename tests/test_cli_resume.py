@@ -204,3 +204,33 @@ def test_resume_refuses_a_changed_input_before_anything_runs(pbe, project):
     assert "item0007.txt" in refused.err and "item0001.txt" in refused.err
     assert "start a new job" in refused.err
     assert pbe.ok("job", "show", "-n", job["name"])["status"] == "Failed"  # nothing ran
+
+
+def test_retrying_the_failed_flow_run_the_prefect_way_continues_the_job(pbe, project,
+                                                                        pbe_workspace):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import AwaitingRetry
+
+    endpoint, root = project
+    output = root / "out"
+    (root / "flag.txt").write_text("item0030.txt")  # mini-batch 15 times out
+    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--input", str(root / "inputs"),
+                 "--output-path", str(output), "--set", "timeout=2")
+    failed = wait_for(pbe, job["name"], ("Failed", "Completed", "Canceled"))
+    assert failed["status"] == "Failed"
+    committed = committed_files(output, job["name"])
+    assert committed and "item0030.txt" not in committed
+    (root / "flag.txt").unlink()
+    # what the UI's Retry button does: the same flow run, scheduled again
+    with temporary_settings({PREFECT_API_URL: pbe_workspace.api_url}):
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(job["id"], AwaitingRetry(message="Retry from the UI"),
+                                      force=True)
+    done = wait_for(pbe, job["name"], ("Completed", "Failed", "Canceled"))
+    assert done["status"] == "Completed", done["message"]
+    assert done["id"] == job["id"]  # the same flow run
+    assert (output / "predictions.csv").read_text() == expected_rows()
+    markers = markers_of(root)
+    assert all(markers[f] == 1 for f in committed)
+    assert pbe.ok("job", "show", "-n", job["name"])["properties"]["resumed"] is True
