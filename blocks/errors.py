@@ -252,3 +252,11 @@ class NoSucceededItems(JobFailed):
 
 class MiniBatchTimedOut(JobFailed):
     """A mini-batch timed out on every attempt."""
+
+
+class ResumeRefused(BatchEndpointError):
+    """A job cannot be resumed (completed, still running, no staging, changed input)."""
+
+    def __init__(self, job: str, problem: str, *, hint: str | None = None) -> None:
+        self.job = job
+        super().__init__(f"Job '{job}' cannot be resumed: {problem}", hint=hint)

@@ -63,8 +63,23 @@ def _creator(run: Any) -> str | None:
     return getattr(created_by, "display_value", None) or getattr(created_by, "type", None)
 
 
-def job_record(run: Any) -> dict[str, Any]:
-    """A flow run as ``az ml job show`` shapes a batch job."""
+def _record_details(output: str) -> dict[str, Any]:
+    """What the job's own record (``logs/job.json``) adds: resumed, each run's work."""
+    from blocks.datastore import SavedDatastores
+    from blocks.errors import BatchEndpointError
+    from flows.job_record import read_record
+    from flows.storage import Location
+
+    try:
+        record = read_record(Location(*SavedDatastores().resolve(output)))
+    except BatchEndpointError:
+        return {}
+    return record.summary() if record is not None else {}
+
+
+def job_record(run: Any, *, details: bool = False) -> dict[str, Any]:
+    """A flow run as ``az ml job show`` shapes a batch job (``details``: with what its
+    record in ``logs/job.json`` says)."""
     params = dict(run.parameters or {})
     tags = {t.split(":", 1)[0]: t.split(":", 1)[1] for t in run.tags if ":" in t}
     state = run.state
@@ -79,6 +94,8 @@ def job_record(run: Any) -> dict[str, Any]:
     }
     if params.get("output_file_name"):
         properties["output_file"] = os.path.join(output, params["output_file_name"])
+    if details:
+        properties.update(_record_details(output))
     overrides = JobOverrides.from_mapping(params).given()
     return {
         "name": run.name,
@@ -163,7 +180,10 @@ def list_jobs(endpoint: str | None = None, deployment: str | None = None,
             block = load_endpoint(endpoint)
             deployment_id = prefect.read_deployment_by_name(prefect_deployment_name(block.name)).id
         runs = _read_runs(prefect, deployment_id, max_results if deployment is None else 1000)
-    records = [job_record(r) for r in runs]
+    newest = {}  # a resumed job has one run per resume: the newest is the job
+    for run in runs:
+        newest.setdefault(run.name, run)
+    records = [job_record(r) for r in newest.values()]
     if deployment is not None:
         records = [r for r in records if (r["deployment_name"] or "").lower() == deployment.lower()]
     return records[:max_results]

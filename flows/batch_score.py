@@ -25,15 +25,18 @@ from blocks.spec import JobSettings, ModelDeploymentSpec
 from blocks.workspace import default_output_path
 from flows.claims import claim_output
 from flows.fanout import score_all
+from flows.fingerprint import fingerprint
 from flows.finish import check_outcome, merge_output
 from flows.inputs import list_input
 from flows.job import ScoringJob
+from flows.job_record import record_location
 from flows.planning import plan_mini_batches
 from flows.preflight import check_output
 from flows.processes import fork_server_for
 from flows.report import write_report
 from flows.resolve import ResolvedDeployment, resolve_endpoint, resolve_spec
 from flows.results import JobCounts, JobResult
+from flows.resume import JobJournal, check_resumable, job_to_resume
 from flows.staging import JobStaging
 from flows.storage import Location, publish_folder
 from flows.task_runner import make_task_runner
@@ -139,12 +142,14 @@ def batch_score(
     error_threshold: int | None = None,
     job_name: str | None = None,
     compute: DaskCompute | None = None,
+    resume: bool = False,
 ) -> State:
     """Score every file of ``input`` with a batch deployment and merge the predictions.
 
     Name the endpoint (its default deployment runs unless ``deployment_name`` says
     otherwise), or pass a ``deployment`` spec directly from Python. The other arguments are
-    the per-job overrides the platform allows.
+    the per-job overrides the platform allows. ``resume`` continues job ``job_name`` from
+    its staging folder (a Prefect retry of the flow run does so by itself).
     """
     logger = get_run_logger()
     job_name = job_name or flow_run.get_name() or "batch-job"
@@ -160,7 +165,10 @@ def batch_score(
     source = Location(*datastores.resolve(source_uri))
     output = Location(*datastores.resolve(output_path or default_output_path(job_name)))
     target = output.join(settings.output_file_name) if append_rows else None
-    check_output(output, settings.output_file_name if append_rows else None)
+    previous = job_to_resume(output, job_name, resume=resume,
+                             retried=(flow_run.get_run_count() or 1) > 1)
+    check_output(output, settings.output_file_name if append_rows else None,
+                 own_claim=job_name if previous is not None else None)
 
     files = list_input(source, input_type)
     plan = plan_mini_batches(files, settings.mini_batch_size)
@@ -177,6 +185,25 @@ def batch_score(
     output.makedirs()
     script_output = output.uri if not output.remote else tempfile.mkdtemp(prefix="pbe-out-")
     staging = JobStaging(output.join(f".pbe-staging-{job_name}"))
+    stamps = fingerprint(source, files)
+    committed = frozenset()
+    if previous is not None:  # refused here, before it takes anything over
+        committed = check_resumable(previous, staging, stamps, settings)
+    releases = contextlib.ExitStack()  # what the job holds until it ends, however it ends
+    if target is not None:  # of two jobs with one output file, exactly one gets past here
+        releases.enter_context(claim_output(target, job_name, own=previous is not None))
+    with contextlib.ExitStack() as on_error:
+        on_error.push(releases)  # released now if the record cannot be written
+        journal = JobJournal.begin(
+            previous=previous, committed=committed, job_name=job_name, output=output,
+            staging=staging, input_display=mask(input), input_type=input_type, stamps=stamps,
+            settings=settings, plan=plan, output_file=target.display if target else None,
+            flow_run_id=flow_run.get_id())
+        on_error.pop_all()
+    todo = journal.remaining(plan)
+    if journal.resumed:
+        logger.info("Job %s resumed: %d mini-batches already committed, %d to score.",
+                    job_name, len(plan) - len(todo), len(todo))
     job = ScoringJob(
         name=job_name,
         process=_process_spec(resolved, settings, job_name, os.path.abspath(script_output)),
@@ -191,31 +218,36 @@ def batch_score(
 
     def report_progress(done: int, total: int) -> None:
         update_progress_artifact(progress, progress=100.0 * done / max(total, 1))
+        journal.progress(done)
 
     runner = make_task_runner(  # PBE_TASK_RUNNER=stock: prefect-dask's own DaskTaskRunner
         resolved.compute.task_runner_kwargs(
-            settings.instance_count, settings.max_concurrency_per_instance, len(plan)
+            settings.instance_count, settings.max_concurrency_per_instance, max(len(todo), 1)
         )
     )
-    releases = contextlib.ExitStack()  # what the job holds until it ends, however it ends
-    if target is not None:  # of two jobs with one output file, exactly one gets past here
-        releases.enter_context(claim_output(target, job_name))
+    status, counts, message, results, scored = "Failed", None, "", [], None
+    cluster_seconds = scoring_seconds = 0.0
     try:
-        with fork_server_for(runner, job, len(plan), logger) as job, runner:
-            clock = time.monotonic()
-            runner.client  # noqa: B018 - starts the cluster, or connects to it
-            cluster_seconds = time.monotonic() - clock
-            clock = time.monotonic()
-            results = score_all(
-                runner,
-                job,
-                plan,
-                max_retries=settings.max_retries,
-                budget=ErrorBudget(settings.error_threshold),
-                logger=logger,
-                on_progress=report_progress,
-            )
-            scoring_seconds = time.monotonic() - clock
+        earlier = journal.committed_results(plan, staging.failures())
+        budget = ErrorBudget(settings.error_threshold, sum(r.failed for r in earlier))
+        if todo:
+            with fork_server_for(runner, job, len(todo), logger) as job, runner:
+                clock = time.monotonic()
+                runner.client  # noqa: B018 - starts the cluster, or connects to it
+                cluster_seconds = time.monotonic() - clock
+                clock = time.monotonic()
+                results = score_all(
+                    runner,
+                    job,
+                    todo,
+                    max_retries=settings.max_retries,
+                    budget=budget,
+                    logger=logger,
+                    on_progress=report_progress,
+                )
+                scoring_seconds = time.monotonic() - clock
+        scored = len(results)
+        results = sorted([*results, *earlier], key=lambda r: r.index)
         failures = staging.failures()
         write_report(output.join("logs"), results, failures)
         counts = JobCounts.of(results)
@@ -228,13 +260,20 @@ def batch_score(
             merge_output(staging, results, target)
         if output.remote:  # what the script wrote into AZUREML_BI_OUTPUT_PATH
             publish_folder(script_output, output)
+        status = "Completed"
+        message = f"Job {job_name}: {counts.summary()}."
+    except BaseException as exc:  # the record says how it ended; Prefect reports the error
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        status = "Failed" if isinstance(exc, Exception) else "Canceled"
+        raise
     finally:
-        staging.remove()
+        if status == "Completed":  # a failed or cancelled job keeps its staging: resume
+            staging.remove()
+        journal.end(status, counts, message, scored=scored)
         if output.remote:
             shutil.rmtree(script_output, ignore_errors=True)
         releases.close()
 
-    message = f"Job {job_name}: {counts.summary()}."
     result = JobResult(
         job_name=job_name,
         status="Completed",
@@ -248,6 +287,8 @@ def batch_score(
         items_failed=counts.items_failed,
         cluster_seconds=round(cluster_seconds, 3),
         scoring_seconds=round(scoring_seconds, 3),
+        mini_batches_skipped=len(plan) - len(todo),
+        record=record_location(output).display,
         message=message,
     )
     logger.info("%s Output: %s", message, result.output_file or result.output_path)

@@ -9,7 +9,8 @@ jobs, exactly one gets the claim; the other fails at once naming the job that ho
 The claim is removed when the job ends, however it ends. A job whose process died (killed,
 out of memory, a lost machine) leaves its claim behind: the next job with that output is
 refused naming it, never silently run over it (remove the claim file once that job is
-known to be gone).
+known to be gone). A resumed job (``own=True``) takes over the claim its own earlier run
+left — the claim's holder must be the job's own name — never another job's.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def holder_of(target: Location) -> str | None:
 
 
 @contextlib.contextmanager
-def claim_output(target: Location, job_name: str) -> Iterator[None]:
-    """Hold the claim on ``target`` for the block; OutputClaimedError if another job has it."""
+def claim_output(target: Location, job_name: str, *, own: bool = False) -> Iterator[None]:
+    """Hold the claim on ``target`` for the block; OutputClaimedError if another job has it.
+
+    With ``own`` (a resume), a claim left by this job's name is taken over.
+    """
     claim = claim_of(target)
     record = json.dumps({
         "job": job_name,
@@ -56,7 +60,11 @@ def claim_output(target: Location, job_name: str) -> Iterator[None]:
         "pid": os.getpid(),
         "claimed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }).encode()
-    if not _create_exclusively(claim, record):
+    taken = _create_exclusively(claim, record)
+    if not taken and own and holder_of(target) == job_name:
+        claim.write_atomic([record])  # its own leftover: the earlier run of this job died
+        taken = True
+    if not taken:
         raise OutputClaimedError(str(target), holder_of(target) or "another job", claim.display)
     try:
         yield

@@ -29,8 +29,12 @@ def check_input(location: Location, input_type: InputType) -> None:
         list_input(location, input_type)
 
 
-def check_output(output: Location, file_name: str | None) -> None:
-    """Refuse an output folder the job could not write its file into (before it starts)."""
+def check_output(output: Location, file_name: str | None, *,
+                 own_claim: str | None = None) -> None:
+    """Refuse an output folder the job could not write its file into (before it starts).
+
+    ``own_claim``: the job being resumed, whose own leftover claim is no obstacle.
+    """
     if output.remote:
         output.makedirs()  # checks the bucket/container and credentials; creates nothing
     else:
@@ -39,7 +43,7 @@ def check_output(output: Location, file_name: str | None) -> None:
         target = output.join(file_name)
         if target.exists():
             raise OutputExistsError(str(target))
-        if (holder := holder_of(target)) is not None:
+        if (holder := holder_of(target)) is not None and holder != own_claim:
             raise OutputClaimedError(str(target), holder, claim_of(target).display)
 
 

@@ -157,4 +157,7 @@ class JobResult(BaseModel):
     items_failed: int
     cluster_seconds: float = Field(description="Time to start (or reach) the Dask cluster.")
     scoring_seconds: float = Field(description="Time from the first submission to the last result.")
+    mini_batches_skipped: int = Field(
+        default=0, description="Mini-batches committed by an earlier run, not scored again.")
+    record: str | None = Field(default=None, description="The job's record (logs/job.json).")
     message: str

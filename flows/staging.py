@@ -17,7 +17,11 @@ from flows.storage import Location
 
 @dataclass(frozen=True)
 class JobStaging:
-    """The staging folder of one job (beside its output, removed when the job ends)."""
+    """The staging folder of one job, beside its output.
+
+    Removed when the job completes; a failed, crashed or cancelled job keeps it, so that
+    a resume (:mod:`flows.resume`) scores only what is not committed yet.
+    """
 
     root: Location
 
@@ -45,6 +49,11 @@ class JobStaging:
         folder = self.root.join("attempts")
         return [AttemptRecord.from_json(folder.join(name).read_bytes())
                 for name in sorted(folder.list_names())]
+
+    def committed(self) -> frozenset[int]:
+        """The indices of the committed mini-batches, from one listing of ``parts/``."""
+        return frozenset(int(name[:-5]) for name in self.root.join("parts").list_names()
+                         if name.endswith(".rows") and name[:-5].isdigit())
 
     def rows(self, indices: Iterable[int], chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Stream the committed rows of ``indices``, in that order."""

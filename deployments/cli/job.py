@@ -14,6 +14,7 @@ from deployments.cli.common import (
     GlobalOptions,
     MaxResults,
     Name,
+    Sets,
     finished,
 )
 
@@ -26,6 +27,7 @@ group = CommandGroup(
         "pbe job stream -n batchjob-5f3a  # logs until it ends; exit 1 if it failed",
         "pbe job download -n batchjob-5f3a --output-name score --download-path out/",
         "pbe job cancel -n batchjob-5f3a",
+        "pbe job resume -n batchjob-5f3a --set timeout=120 --wait  # after a failure",
         "pbe job list --max-results 10 -o table",
     ],
 )
@@ -33,7 +35,7 @@ group = CommandGroup(
 
 @group.verb
 def show(*, name: Name, web: bool = False) -> dict[str, Any]:
-    """Show a job: status, counts, inputs, outputs.
+    """Show a job: status, counts, inputs, outputs, and each run of it (resumes).
 
     Parameters
     ----------
@@ -44,7 +46,7 @@ def show(*, name: Name, web: bool = False) -> dict[str, Any]:
     """
     from deployments import jobs
 
-    record = jobs.job_record(jobs.find_job(name))
+    record = jobs.job_record(jobs.find_job(name), details=True)
     if web:
         url = record["services"]["Studio"]["endpoint"]
         print(url, file=sys.stderr)
@@ -82,6 +84,40 @@ def cancel(*, name: Name) -> dict[str, Any]:
     from deployments import job_actions
 
     return job_actions.cancel_job(name)
+
+
+@group.verb
+def resume(
+    *,
+    name: Name,
+    instance_count: int | None = None,
+    wait: bool = False,
+    sets: Sets = (),
+) -> dict[str, Any] | None:
+    """Continue a failed or canceled job: score only what it did not commit.
+
+    The input must be unchanged (each file's name, size and modification time); a job that
+    completed, or whose staging folder was removed, cannot be resumed.
+
+    Parameters
+    ----------
+    name
+        Job name.
+    instance_count
+        Nodes for the rest of the job (default: as the job had).
+    wait
+        Wait for the job, print it when it ends, and exit 1 if it did not complete.
+    sets
+        KEY=VALUE: a per-job setting to change, e.g. --set timeout=120 or
+        --set max_retries=5 (mini_batch_size and output_file_name cannot change).
+    """
+    from deployments import jobs
+    from deployments.resume import resume_job
+
+    job = resume_job(name, sets=sets, instance_count=instance_count)
+    if not wait:
+        return job
+    return finished(jobs.wait_for(job["name"]))
 
 
 @group.verb
