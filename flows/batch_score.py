@@ -10,7 +10,6 @@ import time
 from typing import Any, Literal
 
 from prefect import Flow, get_client, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
@@ -22,11 +21,13 @@ from blocks.job_settings import job_settings
 from blocks.overrides import JobOverrides
 from blocks.spec import JobSettings, ModelDeploymentSpec
 from blocks.workspace import default_output_path
+from flows.artifacts import JobSummary, PhaseClock
 from flows.claims import claim_output
 from flows.fanout import score_all
 from flows.finish import merge_output, reduce_results
 from flows.inputs import list_input
 from flows.job import ScoringJob
+from flows.job_progress import JobProgress
 from flows.planning import plan_mini_batches
 from flows.preflight import check_output
 from flows.processes import fork_server_for
@@ -130,6 +131,7 @@ def batch_score(
     the per-job overrides the platform allows.
     """
     logger = get_run_logger()
+    phases = PhaseClock()  # time per phase, for the summary artifact
     job_name = job_name or flow_run.get_name() or "batch-job"
     resolved = _resolve(endpoint, deployment_name, deployment, compute)
     _tag_run(resolved)
@@ -167,13 +169,13 @@ def batch_score(
         append_rows=append_rows,
         staging=staging,
         input_storage_options=source.storage_options,
+        logs=output.join("logs"),
     )
-    progress = create_progress_artifact(
-        progress=0.0, description=f"Job {job_name}: mini-batches done"
-    )
-
-    def report_progress(done: int, total: int) -> None:
-        update_progress_artifact(progress, progress=100.0 * done / max(total, 1))
+    summary = JobSummary(job_name, resolved.endpoint, resolved.name, output,
+                         str(target) if target is not None else None,
+                         settings.error_threshold, phases)
+    progress = JobProgress(flow_run.get_id(), job_name, summary.key("progress"), len(plan),
+                           len(files))
 
     runner = make_task_runner(  # PBE_TASK_RUNNER=stock: prefect-dask's own DaskTaskRunner
         resolved.compute.task_runner_kwargs(
@@ -183,11 +185,13 @@ def batch_score(
     releases = contextlib.ExitStack()  # what the job holds until it ends, however it ends
     if target is not None:  # of two jobs with one output file, exactly one gets past here
         releases.enter_context(claim_output(target, job_name))
+    phases.lap("prepare")
     try:
         with fork_server_for(runner, job, len(plan), logger) as job, runner:
             clock = time.monotonic()
             runner.client  # noqa: B018 - starts the cluster, or connects to it
             cluster_seconds = time.monotonic() - clock
+            phases.lap("cluster start")
             clock = time.monotonic()
             results = score_all(
                 runner,
@@ -196,10 +200,13 @@ def batch_score(
                 max_retries=settings.max_retries,
                 budget=ErrorBudget(settings.error_threshold),
                 logger=logger,
-                on_progress=report_progress,
+                on_progress=progress,
             )
             scoring_seconds = time.monotonic() - clock
+            phases.lap("scoring")
+        progress.publish(results, force=True)
         failures = staging.failures()
+        summary.results, summary.failures = results, failures
         write_report(output.join("logs"), results, failures)
         counts = reduce_results(
             results, failures, error_threshold=settings.error_threshold, append_rows=append_rows
@@ -208,6 +215,9 @@ def batch_score(
             merge_output(staging, results, target)
         if output.remote:  # what the script wrote into AZUREML_BI_OUTPUT_PATH
             publish_folder(script_output, output)
+    except Exception as exc:
+        summary.publish("Failed", str(exc), logger)
+        raise
     finally:
         staging.remove()
         if output.remote:
@@ -231,6 +241,7 @@ def batch_score(
         message=message,
     )
     logger.info("%s Output: %s", message, result.output_file or result.output_path)
+    summary.publish("Completed", message, logger)
     return Completed(message=message, data=result)
 
 
