@@ -144,10 +144,10 @@ def render_summary(summary: JobSummary, status: str, message: str) -> str:
         f"| canceled | {counts.mini_batches_canceled} | "
         f"{counts.items - counts.items_succeeded - counts.items_failed} |",
         "",
-        f"**Output:** `{summary.output_file or summary.output.display}`  ",
-        f"**Reports:** `{logs}/processed_mini-batches.csv`, `{logs}/errors.txt`; the "
-        f"script's own output: `{logs}/user/`  ",
-        f"**Error threshold:** {summary.error_threshold}"
+        f"- **Output:** `{summary.output_file or summary.output.display}`",
+        f"- **Reports:** `processed_mini-batches.csv`, `errors.txt` and the script's own "
+        f"output (`user/`) in `{logs}`",
+        f"- **Error threshold:** {summary.error_threshold}"
         + (" (never stops the job)" if summary.error_threshold < 0 else
            f" failed items (this job: {counts.items_failed})"),
         "",
