@@ -258,11 +258,11 @@ def _check_free(job_name: str) -> None:
 
 
 def wait_for(name: str, *, poll: float = 2.0, timeout: float | None = None,
-             progress: TextIO | None = sys.stderr) -> dict:
+             progress: TextIO | bool = True) -> dict:
     """Poll job ``name`` until it ends (or ``timeout`` seconds pass); return its record.
 
-    Its progress goes to ``progress`` meanwhile (a live bar on a terminal, else a plain
-    line now and then; see :mod:`deployments.progress`); ``None`` shows none.
+    Its progress goes to ``progress`` (``True``: stderr) meanwhile, a live bar on a
+    terminal, else a plain line now and then (:mod:`deployments.progress`); ``False``: none.
     """
     import time
 
@@ -270,7 +270,8 @@ def wait_for(name: str, *, poll: float = 2.0, timeout: float | None = None,
 
     deadline = None if timeout is None else time.monotonic() + timeout
     run = find_job(name)
-    with api.client() as prefect, ProgressView(progress) as view:
+    out = sys.stderr if progress is True else progress or None
+    with api.client() as prefect, ProgressView(out) as view:
         while True:
             record = job_record(run)
             view.update(run.labels, record["status"])
