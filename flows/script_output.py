@@ -47,7 +47,8 @@ class ScriptLog:
 
     def __init__(self, run_logger: logging.LoggerAdapter, budget: int) -> None:
         script_logger = logging.getLogger(SCRIPT_LOGGER)
-        script_logger.setLevel(logging.DEBUG)  # the deployment's logging_level decides
+        if script_logger.level != logging.DEBUG:  # setLevel clears every logger's cache
+            script_logger.setLevel(logging.DEBUG)  # the deployment's logging_level decides
         self.logger = logging.LoggerAdapter(script_logger, dict(run_logger.extra or {}))
         self.budget = budget
         self.sent = 0
