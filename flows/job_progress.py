@@ -15,10 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from prefect import get_client
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-from flows.results import JobCounts, MiniBatchResult
+from flows.results import JobCounts, MiniBatchResult  # prefect: imported where used (CLI)
 
 LABEL_INTERVAL = 5.0
 PREFIX = "pbe."
@@ -57,6 +54,8 @@ class JobProgress:
         self, flow_run_id: UUID | None, job_name: str, key: str | None, mini_batches: int,
         items: int,
     ) -> None:
+        from prefect.artifacts import create_progress_artifact
+
         self.flow_run_id = flow_run_id
         self.mini_batches = mini_batches
         self.items = items
@@ -67,6 +66,8 @@ class JobProgress:
         self.publish([], force=True)
 
     def __call__(self, results: Sequence[MiniBatchResult], total: int) -> None:
+        from prefect.artifacts import update_progress_artifact
+
         update_progress_artifact(self._artifact, progress=100.0 * len(results) / max(total, 1))
         self.publish(results, force=len(results) >= total)
 
@@ -89,6 +90,8 @@ class JobProgress:
             "items_succeeded": counts.items_succeeded,
             "items_failed": counts.items_failed,
         }
+        from prefect import get_client
+
         try:
             with get_client(sync_client=True) as client:
                 client.update_flow_run_labels(
