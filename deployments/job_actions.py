@@ -18,6 +18,7 @@ OUTPUT_NAMES = ("score",)
 
 
 _TRACEBACK = "Traceback (most recent call last):"
+_SCRIPT_LOGGER = "prefect.task_runs.script"  # flows.script_output: the script's own lines
 
 
 def _without_framework_traceback(log: Any) -> str:
@@ -25,42 +26,66 @@ def _without_framework_traceback(log: Any) -> str:
     stream shows their first and last lines only. The script's traceback is logged by the
     mini-batch itself (and kept in logs/errors.txt), so it stays."""
     message = log.message
-    if not log.name.startswith("prefect") or _TRACEBACK not in message:
+    if not log.name.startswith("prefect") or log.name == _SCRIPT_LOGGER:
+        return message
+    if _TRACEBACK not in message:
         return message
     head, _, tail = message.partition(_TRACEBACK)
     last = tail.strip().splitlines()[-1] if tail.strip() else ""
     return " ".join(part for part in (head.strip(), last) if part)
 
 
-def _format_log(log: Any) -> str:
+def _format_log(log: Any, task_runs: dict[Any, str] | None = None) -> str:
+    """A log line; the script's own lines and task runs' lines name their mini-batch."""
     stamp = log.timestamp.strftime("%H:%M:%S.%f")[:-3]
     level = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}.get(
         log.level, str(log.level))
-    return f"{stamp} | {level:<7} | {log.name} - {_without_framework_traceback(log)}"
+    source = "script" if log.name == _SCRIPT_LOGGER else log.name
+    task_run = (task_runs or {}).get(log.task_run_id) if log.task_run_id else None
+    if task_run:
+        source = f"{task_run} | {source}"
+    return f"{stamp} | {level:<7} | {source} - {_without_framework_traceback(log)}"
 
 
-def stream_job(name: str, out: TextIO = sys.stdout, *, poll: float = 1.0) -> dict[str, Any]:
-    """Print the job's logs as they arrive until it ends; return its final record."""
+def _task_run_names(prefect: Any, logs: list[Any], names: dict[Any, str]) -> dict[Any, str]:
+    """Add the names (``mini-batch-<i>``) of the task runs ``logs`` came from to ``names``."""
+    for task_run_id in {log.task_run_id for log in logs if log.task_run_id} - set(names):
+        try:
+            names[task_run_id] = prefect.read_task_run(task_run_id).name
+        except Exception:  # noqa: BLE001 - a name is a nicety
+            names[task_run_id] = str(task_run_id)[:8]
+    return names
+
+
+def stream_job(name: str, out: TextIO = sys.stdout, *, poll: float = 1.0,
+               live: bool | None = None) -> dict[str, Any]:
+    """Print the job's logs as they arrive until it ends, with its progress (a live bar on
+    a terminal, unless ``live`` says otherwise); return its final record."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.client.schemas.sorting import LogSort
+
+    from deployments.progress import ProgressView
 
     run = find_job(name)
     record = job_record(run)
     print(f"RunId: {record['name']}\nWeb View: {record['services']['Studio']['endpoint']}\n"
           "\nStreaming logs:\n", file=out, flush=True)
     log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))
-    seen, ended_at = 0, None
-    with api.client() as prefect:
+    seen, ended_at, task_runs = 0, None, {}
+    with api.client() as prefect, ProgressView(out, live=live) as view:
         while True:
             logs = prefect.read_logs(log_filter=log_filter, offset=seen, limit=200,
                                      sort=LogSort.TIMESTAMP_ASC)
+            _task_run_names(prefect, logs, task_runs)
             for log in logs:
-                print(_format_log(log), file=out, flush=True)
+                view.log(_format_log(log, task_runs))
             seen += len(logs)
             if len(logs) == 200:
                 continue
             if ended_at is None:
-                record = job_record(prefect.read_flow_run(run.id))
+                current = prefect.read_flow_run(run.id)
+                record = job_record(current)
+                view.update(current.labels, record["status"])
                 if record["status"] in FINAL:
                     ended_at = time.monotonic()
             elif not logs and time.monotonic() - ended_at >= 2.0:

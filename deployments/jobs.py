@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from blocks.endpoint import load_endpoint
 from blocks.errors import AlreadyExistsError, NotFoundError
@@ -21,6 +22,7 @@ from blocks.overrides import JobOverrides
 from blocks.workspace import default_output_path
 from deployments import api
 from deployments.endpoints import FLOW_NAME, prefect_deployment_name
+from flows.job_progress import running_counts
 from flows.resolve import resolve_endpoint
 from flows.results import JobCounts
 
@@ -90,6 +92,7 @@ def job_record(run: Any, *, details: bool = False) -> dict[str, Any]:
         "prefect_state": state.name if state else None,
         "start_time": _iso(run.start_time),
         "end_time": _iso(run.end_time),
+        **running_counts(getattr(run, "labels", None)),  # the counts so far, as published
         **_counts(run),
     }
     if params.get("output_file_name"):
@@ -268,15 +271,24 @@ def _check_free(job_name: str) -> None:
     raise AlreadyExistsError("job", job_name, hint="Leave --job-name out to get a new name.")
 
 
-def wait_for(name: str, *, poll: float = 2.0, timeout: float | None = None) -> dict:
-    """Poll job ``name`` until it ends (or ``timeout`` seconds pass); return its record."""
+def wait_for(name: str, *, poll: float = 2.0, timeout: float | None = None,
+             progress: TextIO | bool = True) -> dict:
+    """Poll job ``name`` until it ends (or ``timeout`` seconds pass); return its record.
+
+    Its progress goes to ``progress`` (``True``: stderr) meanwhile, a live bar on a
+    terminal, else a plain line now and then (:mod:`deployments.progress`); ``False``: none.
+    """
     import time
+
+    from deployments.progress import ProgressView
 
     deadline = None if timeout is None else time.monotonic() + timeout
     run = find_job(name)
-    with api.client() as prefect:
+    out = sys.stderr if progress is True else progress or None
+    with api.client() as prefect, ProgressView(out) as view:
         while True:
             record = job_record(run)
+            view.update(run.labels, record["status"])
             if record["status"] in FINAL or (deadline and time.monotonic() > deadline):
                 return record
             time.sleep(poll)

@@ -282,6 +282,7 @@ class EmbeddedPrefect:
         for _ in range(3):  # a port taken between picking and binding: pick another
             port = _free_port()
             url = f"http://127.0.0.1:{port}/api"
+            env["PREFECT_UI_API_URL"] = url  # the UI's own calls (else :4200, another server)
             cmd = [sys.executable, "-m", "prefect", "server", "start",
                    "--host", "127.0.0.1", "--port", str(port)]
             process = self._spawn(cmd, env, log)

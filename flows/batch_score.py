@@ -11,7 +11,6 @@ import time
 from typing import Any, Literal
 
 from prefect import Flow, get_client, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
@@ -23,19 +22,21 @@ from blocks.job_settings import job_settings
 from blocks.overrides import JobOverrides
 from blocks.spec import JobSettings, ModelDeploymentSpec
 from blocks.workspace import default_output_path
+from flows.artifacts import JobSummary, PhaseClock
 from flows.claims import claim_output
 from flows.fanout import score_all
 from flows.fingerprint import fingerprint
 from flows.finish import check_outcome, merge_output
 from flows.inputs import list_input
 from flows.job import ScoringJob
+from flows.job_progress import JobProgress
 from flows.job_record import record_location
 from flows.planning import plan_mini_batches
 from flows.preflight import check_output
 from flows.processes import fork_server_for
 from flows.report import write_report
 from flows.resolve import ResolvedDeployment, resolve_endpoint, resolve_spec
-from flows.results import JobCounts, JobResult
+from flows.results import JobCounts, JobResult, MiniBatchResult
 from flows.resume import JobJournal, check_resumable, job_to_resume
 from flows.staging import JobStaging
 from flows.storage import Location, publish_folder
@@ -152,6 +153,7 @@ def batch_score(
     its staging folder (a Prefect retry of the flow run does so by itself).
     """
     logger = get_run_logger()
+    phases = PhaseClock()  # time per phase, for the summary artifact
     job_name = job_name or flow_run.get_name() or "batch-job"
     resolved = _resolve(endpoint, deployment_name, deployment, compute)
     _tag_run(resolved)
@@ -211,14 +213,17 @@ def batch_score(
         append_rows=append_rows,
         staging=staging,
         input_storage_options=source.storage_options,
+        logs=output.join("logs"),
     )
-    progress = create_progress_artifact(
-        progress=0.0, description=f"Job {job_name}: mini-batches done"
-    )
+    summary = JobSummary(job_name, resolved.endpoint, resolved.name, output,
+                         str(target) if target is not None else None,
+                         settings.error_threshold, phases)
+    progress = JobProgress(flow_run.get_id(), job_name, summary.key("progress"), len(todo),
+                           sum(len(mini_batch) for mini_batch in todo))
 
-    def report_progress(done: int, total: int) -> None:
-        update_progress_artifact(progress, progress=100.0 * done / max(total, 1))
-        journal.progress(done)
+    def report_progress(results: list[MiniBatchResult], total: int) -> None:
+        progress(results, total)
+        journal.progress(len(results))
 
     runner = make_task_runner(  # PBE_TASK_RUNNER=stock: prefect-dask's own DaskTaskRunner
         resolved.compute.task_runner_kwargs(
@@ -227,6 +232,7 @@ def batch_score(
     )
     status, counts, message, results, scored = "Failed", None, "", [], None
     cluster_seconds = scoring_seconds = 0.0
+    phases.lap("prepare")
     try:
         earlier = journal.committed_results(plan, staging.failures())
         budget = ErrorBudget(settings.error_threshold, sum(r.failed for r in earlier))
@@ -235,6 +241,7 @@ def batch_score(
                 clock = time.monotonic()
                 runner.client  # noqa: B018 - starts the cluster, or connects to it
                 cluster_seconds = time.monotonic() - clock
+                phases.lap("cluster start")
                 clock = time.monotonic()
                 results = score_all(
                     runner,
@@ -246,9 +253,12 @@ def batch_score(
                     on_progress=report_progress,
                 )
                 scoring_seconds = time.monotonic() - clock
+                phases.lap("scoring")
+            progress.publish(results, force=True)
         scored = len(results)
         results = sorted([*results, *earlier], key=lambda r: r.index)
         failures = staging.failures()
+        summary.results, summary.failures = results, failures
         write_report(output.join("logs"), results, failures)
         counts = JobCounts.of(results)
         _publish_counts(counts, logger)
@@ -265,6 +275,8 @@ def batch_score(
     except BaseException as exc:  # the record says how it ended; Prefect reports the error
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         status = "Failed" if isinstance(exc, Exception) else "Canceled"
+        if isinstance(exc, Exception):
+            summary.publish("Failed", str(exc), logger)
         raise
     finally:
         if status == "Completed":  # a failed or cancelled job keeps its staging: resume
@@ -292,6 +304,7 @@ def batch_score(
         message=message,
     )
     logger.info("%s Output: %s", message, result.output_file or result.output_path)
+    summary.publish("Completed", message, logger)
     return Completed(message=message, data=result)
 
 

@@ -29,7 +29,8 @@ from flows.task_runner import ScoringTaskRunner
 from flows.tasks import score_mini_batch
 from flows.threshold import ErrorBudget
 
-ProgressCallback = Callable[[int, int], None]
+#: Called with the results so far and the number of mini-batches, at most every 2 s.
+ProgressCallback = Callable[[list[MiniBatchResult], int], None]
 
 
 def _failed(mini_batch: MiniBatch, error: BaseException) -> MiniBatchResult:
@@ -178,6 +179,6 @@ def _score(
                 results[mini_batch.index] = result
             break
         if on_progress and (time.monotonic() - last_report > 2 or len(results) == len(plan)):
-            on_progress(len(results), len(plan))
+            on_progress(list(results.values()), len(plan))
             last_report = time.monotonic()
     return results

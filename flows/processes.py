@@ -22,6 +22,7 @@ from prefect_dask import DaskTaskRunner
 
 from flows import worker_state
 from flows.job import ScoringJob
+from flows.script_output import UserLogFiles
 from flows.task_runner import local_worker_threads
 from scoring import fork_server
 
@@ -88,7 +89,8 @@ def job_processes(
     now; yield the plugin's name; shut the processes down and remove the plugin after."""
     name = job.worker_state
     counts = _processes_per_worker(client, mini_batches)
-    worker_state.register(client, name, job.process, counts, job.fork_server)
+    user_logs = UserLogFiles(job.logs) if job.logs is not None else None
+    worker_state.register(client, name, job.process, counts, job.fork_server, user_logs)
     try:
         yield name
     except BaseException:

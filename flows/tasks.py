@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from datetime import datetime, timezone
@@ -19,15 +18,11 @@ from flows.inputs import local_copies
 from flows.job import ScoringJob
 from flows.planning import MiniBatch
 from flows.results import MiniBatchResult
+from flows.script_output import ScriptLog
 from flows.worker_state import job_state
 from scoring.dependencies import pip_name
 from scoring.process import ScoringFailure
 from scoring.results import ItemCounts
-
-
-def _forward(logger: logging.LoggerAdapter, lines: list[tuple[int, str]]) -> None:
-    for level, line in lines:
-        logger.log(level, line)
 
 
 def _attempt_error(
@@ -60,6 +55,7 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
     if stop_requested(state):
         return Cancelled(message=f"mini-batch {mini_batch.id} not run: the job is stopping")
     logger = get_run_logger()
+    script = ScriptLog(logger, job.script_log_lines)  # the script's own lines, budgeted
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     process_name = socket.gethostname()
@@ -67,16 +63,19 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
         with local_copies(mini_batch.files, job.input_storage_options) as paths:
             with state.pool.borrow(job.process, job.fork_server) as process:
                 process_name = f"{socket.gethostname()}:{process.pid}"
-                _forward(logger, process.take_init_logs())
-                outcome = process.run(paths, timeout=job.timeout, want_rows=job.append_rows)
+                script(process.take_init_logs())
+                outcome = process.run(paths, timeout=job.timeout, want_rows=job.append_rows,
+                                      on_output=script)
     except ScoringFailure as failure:
-        _forward(logger, failure.logs)
+        script(failure.logs)
         error = _attempt_error(job, mini_batch, attempt, failure, process_name)
     except Exception as exc:  # a download or staging failure is a failed attempt too
         failure = ScoringFailure(ErrorCategory.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
         error = _attempt_error(job, mini_batch, attempt, failure, process_name)
     else:
         error = None
+        script(outcome.logs)
+    script.finish(process_name, job.logs)
     if error is not None:
         job.staging.record_failure(error)
         if error.traceback:  # the script's own traceback, once per failed attempt
@@ -84,7 +83,6 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
                          error.detail, error.traceback.rstrip())
         raise error
 
-    _forward(logger, outcome.logs)
     named = outcome.failed_items
     counts = ItemCounts(total=len(mini_batch), returned=outcome.returned,
                         named_failures=None if named is None else len(named))

@@ -20,6 +20,7 @@ import distributed
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from flows import prefect_internals as internals
+from flows.script_output import UserLogFiles
 from scoring.pool import ScoringProcessPool
 from scoring.spec import ScoringProcessSpec
 
@@ -32,7 +33,8 @@ class JobWorkerPlugin(WorkerPlugin):
     """One job's scoring processes, stop flag, Prefect settings and clients on a worker.
 
     ``counts`` says how many scoring processes each worker (by address) starts at setup;
-    workers that join later start theirs on demand.
+    workers that join later start theirs on demand. ``user_logs`` keeps the processes'
+    own output in files (:mod:`flows.script_output`).
     """
 
     def __init__(
@@ -41,14 +43,16 @@ class JobWorkerPlugin(WorkerPlugin):
         spec: ScoringProcessSpec,
         counts: dict[str, int] | None = None,
         fork_server: str | None = None,
+        user_logs: UserLogFiles | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         self.counts = dict(counts or {})
         self.fork_server = fork_server
+        self.user_logs = user_logs
 
     def setup(self, worker: distributed.Worker) -> None:
-        self.pool = ScoringProcessPool()
+        self.pool = ScoringProcessPool(self.user_logs)
         self.stopped = False
         self._lock = threading.Lock()
         self._settings: tuple[str, Any] | None = None  # (token, SettingsContext)
@@ -130,9 +134,11 @@ def register(
     spec: ScoringProcessSpec,
     counts: dict[str, int],
     fork_server: str | None,
+    user_logs: UserLogFiles | None = None,
 ) -> None:
     """Install the job's plugin on every worker (and on workers that join later)."""
-    client.register_plugin(JobWorkerPlugin(name, spec, counts, fork_server), name=name)
+    client.register_plugin(JobWorkerPlugin(name, spec, counts, fork_server, user_logs),
+                           name=name)
 
 
 def close(client: distributed.Client, name: str) -> dict[str, list[str]]:

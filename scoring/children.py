@@ -28,8 +28,11 @@ OWN_PROCESS_GROUP: dict[str, Any] = (
     {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
 )
 
-#: What a worker sends the fork server, with the child's pipes and its own console.
+#: What a worker sends the fork server, with the child's pipes and its output pipes.
 FORK_REQUEST = b"fork"
+
+#: The write ends of a scoring process's stdout, stderr and logging pipes.
+Output = tuple[int, ...]
 
 
 class Child(Protocol):
@@ -51,10 +54,15 @@ class Child(Protocol):
 class SpawnedChild:
     """A scoring process the worker started itself (a fresh interpreter)."""
 
-    def __init__(self, spec: ScoringProcessSpec, child_read: int, child_write: int) -> None:
+    def __init__(
+        self, spec: ScoringProcessSpec, child_read: int, child_write: int, output: Output
+    ) -> None:
+        stdout, stderr, logs = output
         self._proc = subprocess.Popen(
-            spec.command(child_read, child_write),
-            pass_fds=(child_read, child_write),
+            spec.command(child_read, child_write, logs),
+            pass_fds=(child_read, child_write, logs),
+            stdout=stdout,
+            stderr=stderr,
             env=spec.environment(),
             cwd=spec.code_dir,
             **OWN_PROCESS_GROUP,
@@ -91,13 +99,13 @@ class ForkedChild:
     reused, until :meth:`kill` closes the connection.
     """
 
-    def __init__(self, address: str, child_read: int, child_write: int) -> None:
+    def __init__(self, address: str, child_read: int, child_write: int, output: Output) -> None:
         self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._conn.settimeout(10.0)  # only a full queue makes a local connect wait
             self._conn.connect(address)
-            # the console as a spawned process would inherit it: descriptors 1 and 2
-            socket.send_fds(self._conn, [FORK_REQUEST], [child_read, child_write, 1, 2])
+            # its stdout, stderr and logging pipes, as a spawned process gets them
+            socket.send_fds(self._conn, [FORK_REQUEST], [child_read, child_write, *output])
         except BaseException:
             self._conn.close()
             raise
@@ -170,12 +178,18 @@ class ForkedChild:
 
 
 def start_child(
-    spec: ScoringProcessSpec, child_read: int, child_write: int, fork_server: str | None
+    spec: ScoringProcessSpec,
+    child_read: int,
+    child_write: int,
+    fork_server: str | None,
+    output: Output,
 ) -> Child:
     """Ask the fork server at ``fork_server`` for the process; spawn it when there is none.
 
-    Raises OSError when the fork server is gone (the caller spawns instead).
+    ``output`` are the write ends of its stdout, stderr and logging pipes
+    (:class:`scoring.capture.OutputCapture`). Raises OSError when the fork server is gone
+    (the caller spawns instead).
     """
     if fork_server:
-        return ForkedChild(fork_server, child_read, child_write)
-    return SpawnedChild(spec, child_read, child_write)
+        return ForkedChild(fork_server, child_read, child_write, output)
+    return SpawnedChild(spec, child_read, child_write, output)

@@ -5,13 +5,13 @@ A fresh scoring process spends seconds importing torch, pandas and the like befo
 delay the first mini-batch of every worker. For a cluster on the flow's own machine the flow
 starts one fork server per job: it imports what the script imports from
 :data:`FORK_SAFE_LIBRARIES` and forks a scoring process for each worker that asks (the
-worker's pipes and console arrive over a Unix socket). The forked process runs
+worker's pipes and the process's output pipes arrive over a Unix socket). The forked process runs
 :mod:`scoring.host` exactly as a spawned one does; it leads a process group of its own.
 
 Protocol on a worker's connection (one connection per scoring process):
 
-- worker → ``b"fork"`` with four descriptors: the child's pipe ends (read, write) and the
-  worker's stdout and stderr;
+- worker → ``b"fork"`` with five descriptors: the child's pipe ends (read, write), and
+  the write ends of its stdout, stderr and logging pipes (:mod:`scoring.capture`);
 - server → ``b"pid N\\n"`` once forked, and ``b"exit C\\n"`` when the process has ended
   (``C`` as ``Popen.returncode``: negative for a signal). The ended process stays
   unreaped (its pid cannot be reused) until the worker closes the connection;
@@ -201,7 +201,7 @@ class _Server:
 
     def _on_request(self, conn: socket.socket) -> None:
         try:
-            message, fds, _, _ = socket.recv_fds(conn, 16, 4)
+            message, fds, _, _ = socket.recv_fds(conn, 16, 5)
         except OSError:
             message, fds = b"", []
         if conn in self.children:  # the worker closed its connection, or said more
@@ -209,7 +209,7 @@ class _Server:
                 os.close(fd)
             self._release(conn)
             return
-        if message != FORK_REQUEST or len(fds) != 4:
+        if message != FORK_REQUEST or len(fds) != 5:
             for fd in fds:
                 os.close(fd)
             self.selector.unregister(conn)
@@ -271,7 +271,7 @@ class _Server:
             self.selector.close()
             self.listener.close()
             os.close(self.lifeline)
-            child_read, child_write, stdout, stderr = fds
+            child_read, child_write, stdout, stderr, logs = fds
             os.dup2(stdout, 1)
             os.dup2(stderr, 2)
             os.close(stdout)
@@ -279,7 +279,7 @@ class _Server:
             _reseed()
             from scoring.host import main
 
-            code = main(["scoring-process", str(child_read), str(child_write)])
+            code = main(["scoring-process", str(child_read), str(child_write), str(logs)])
         except BaseException:  # noqa: BLE001 - the child must never return into the server
             traceback.print_exc()
         finally:

@@ -1,8 +1,10 @@
 """The scoring process: imports the user's script, calls ``init()`` once, then ``run()``.
 
-Started by :class:`scoring.process.ScoringProcess` (``main([_, R, W])``) with
-two pipe descriptors. It lives in a process of its own so that a ``run()`` stuck in
-native code can be stopped the only reliable way: by ending the process.
+Started by :class:`scoring.process.ScoringProcess` (``main([_, R, W, L])``) with
+two pipe descriptors and the pipe for ``logging`` records (:mod:`scoring.capture`); its
+stdout and stderr are pipes the worker reads too. It lives in a process of its own so
+that a ``run()`` stuck in native code can be stopped the only reliable way: by ending
+the process.
 
 Protocol (pickled tuples over the pipes):
 
@@ -26,6 +28,7 @@ from types import ModuleType
 from typing import Any
 
 from scoring.azureml_runtime import install_import_hook
+from scoring.capture import PipeLogHandler
 from scoring.results import (
     BadReturnType,
     MiniBatchOutput,
@@ -38,23 +41,24 @@ from scoring.spec import ScoringProcessSpec
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 
-class _RecordBuffer(logging.Handler):
-    """Keeps the script's log lines so the parent can forward them to the Prefect run."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[tuple[int, str]] = []
-        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
+def _capture_output(log_fd: int | None) -> logging.Handler | None:
+    """Line-buffer stdout and stderr (pipes read by the worker, see :mod:`scoring.capture`)
+    and send ``logging`` records down ``log_fd``."""
+    for stream in (sys.stdout, sys.stderr):
         try:
-            self.lines.append((record.levelno, self.format(record)))
-        except Exception:  # pragma: no cover - logging must never break scoring
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):  # pragma: no cover - replaced streams
             pass
+    return PipeLogHandler(log_fd) if log_fd is not None else None
 
-    def drain(self) -> list[tuple[int, str]]:
-        lines, self.lines = self.lines, []
-        return lines
+
+def _flush_output() -> None:
+    """Push out a partial line, so that it precedes the reply the worker waits for."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a script may have closed or replaced them
+            pass
 
 
 def _die_with_parent() -> None:
@@ -127,11 +131,12 @@ def _run_one(module: ModuleType, paths: list[str], want_rows: bool) -> dict[str,
     }
 
 
-def serve(conn_in: Connection, conn_out: Connection) -> int:
+def serve(conn_in: Connection, conn_out: Connection, log_fd: int | None = None) -> int:
     """Serve one scoring process until told to shut down or the parent goes away."""
-    buffer = _RecordBuffer()
+    handler = _capture_output(log_fd)
     root = logging.getLogger()
-    root.addHandler(buffer)
+    if handler is not None:
+        root.addHandler(handler)
 
     try:
         message = conn_in.recv()
@@ -145,9 +150,11 @@ def serve(conn_in: Connection, conn_out: Connection) -> int:
         module = _load_script(spec)
         module.init()
     except BaseException as exc:  # noqa: BLE001 - everything the script raises is reported
-        conn_out.send(("error", {**_failure("init_error", exc), "logs": buffer.drain()}))
+        _flush_output()
+        conn_out.send(("error", _failure("init_error", exc)))
         return 1
-    conn_out.send(("ready", {"pid": os.getpid(), "logs": buffer.drain()}))
+    _flush_output()
+    conn_out.send(("ready", {"pid": os.getpid()}))
 
     while True:
         try:
@@ -162,6 +169,7 @@ def serve(conn_in: Connection, conn_out: Connection) -> int:
                     shutdown()
                 except BaseException as exc:  # noqa: BLE001
                     failure = _failure("user_error", exc)
+            _flush_output()
             conn_out.send(("bye", failure))
             return 0
         _, paths, want_rows = message
@@ -173,16 +181,17 @@ def serve(conn_in: Connection, conn_out: Connection) -> int:
             reply = ("error", _failure("user_error", exc))
         else:
             reply = ("ok", outcome)
-        reply[1]["logs"] = buffer.drain()
+        _flush_output()
         conn_out.send(reply)
 
 
 def main(argv: list[str]) -> int:
     _die_with_parent()
     read_fd, write_fd = int(argv[1]), int(argv[2])
+    log_fd = int(argv[3]) if len(argv) > 3 else None
     conn_in = Connection(read_fd, writable=False)
     conn_out = Connection(write_fd, readable=False)
-    return serve(conn_in, conn_out)
+    return serve(conn_in, conn_out, log_fd)
 
 
 if __name__ == "__main__":

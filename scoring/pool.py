@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from blocks.errors import ErrorCategory
+from scoring.capture import SinkFactory
 from scoring.process import ScoringFailure, ScoringProcess
 from scoring.spec import ScoringProcessSpec
 
@@ -22,9 +23,13 @@ _PROCESS_STAYS_HEALTHY = (ErrorCategory.USER_ERROR, ErrorCategory.BAD_RETURN)
 
 
 class ScoringProcessPool:
-    """Idle scoring processes keyed by spec; one borrower at a time per process."""
+    """Idle scoring processes keyed by spec; one borrower at a time per process.
 
-    def __init__(self) -> None:
+    ``sinks`` keeps each process's output whole (see :class:`ScoringProcess`).
+    """
+
+    def __init__(self, sinks: SinkFactory | None = None) -> None:
+        self.sinks = sinks
         self._idle: dict[str, list[ScoringProcess]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -48,7 +53,7 @@ class ScoringProcessPool:
         """
         process = self._take_idle(spec)
         if process is None:
-            process = ScoringProcess(spec, fork_server)
+            process = ScoringProcess(spec, fork_server, self.sinks)
             process.launch()
         process.wait_ready()
         healthy = False
@@ -84,7 +89,7 @@ class ScoringProcessPool:
                 return 0
             idle = self._idle.setdefault(spec.key, [])
             missing = max(count - sum(p.alive for p in idle), 0)
-            launched = [ScoringProcess(spec, fork_server) for _ in range(missing)]
+            launched = [ScoringProcess(spec, fork_server, self.sinks) for _ in range(missing)]
             for process in launched:
                 process.launch()
             idle.extend(launched)

@@ -10,14 +10,20 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 from blocks.errors import ErrorCategory
+from scoring.capture import OutputCapture, OutputLine, SinkFactory
 from scoring.children import Child, ForkedChild, start_child
 from scoring.spec import ScoringProcessSpec
+
+#: Called with the script's lines while a ``run()`` is under way (about once a second).
+OutputCallback = Callable[[list[OutputLine]], None]
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +36,7 @@ class ScoringFailure(Exception):
     detail: str
     traceback: str = ""
     missing_module: str | None = None
-    logs: list[tuple[int, str]] = field(default_factory=list)
+    logs: list[OutputLine] = field(default_factory=list)
     #: no retry can change it (a syntax error, a missing module, no run())
     permanent: bool = False
 
@@ -46,7 +52,7 @@ class RunOutcome:
     rows: bytes | None
     started: float
     elapsed: float
-    logs: list[tuple[int, str]]
+    logs: list[OutputLine]
     failed_items: list[tuple[str, str]] | None = None
 
 
@@ -66,22 +72,36 @@ class ScoringProcess:
     """A child process that hosts one deployment's scoring script.
 
     With ``fork_server`` (the address of the job's fork server) the process is forked
-    from it; without one, or when it is gone, the process is spawned.
+    from it; without one, or when it is gone, the process is spawned. Its stdout, stderr
+    and ``logging`` records are captured (:mod:`scoring.capture`); ``sinks`` makes the
+    place each process's lines are kept whole, from its name (``<host>-<pid>``).
     """
 
-    def __init__(self, spec: ScoringProcessSpec, fork_server: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: ScoringProcessSpec,
+        fork_server: str | None = None,
+        sinks: SinkFactory | None = None,
+    ) -> None:
         self.spec = spec
         self.fork_server = fork_server
+        self.sinks = sinks
         self._child: Child | None = None
+        self._output: OutputCapture | None = None
         self._to_child: Connection | None = None
         self._from_child: Connection | None = None
-        self._init_logs: list[tuple[int, str]] = []
+        self._init_logs: list[OutputLine] = []
         self._launched_at = 0.0
         self._ready = False
 
     @property
     def pid(self) -> int | None:
         return self._child.pid if self._child else None
+
+    @property
+    def name(self) -> str:
+        """``<host>-<pid>``: the name of its files under ``logs/user/``."""
+        return f"{socket.gethostname()}-{self.pid or 'unstarted'}"
 
     @property
     def alive(self) -> bool:
@@ -96,17 +116,25 @@ class ScoringProcess:
         """Start the process and ask it to ``init()``, without waiting for the answer."""
         parent_read, child_write = os.pipe()
         child_read, parent_write = os.pipe()
+        output = self._output = OutputCapture(self.sinks)
         try:
             try:
-                self._child = start_child(self.spec, child_read, child_write, self.fork_server)
+                self._child = start_child(
+                    self.spec, child_read, child_write, self.fork_server, output.child_fds
+                )
             except OSError as exc:  # the fork server is gone: spawn, as without one
                 logger.warning("fork server %s unavailable (%s); spawning the scoring "
                                "process instead", self.fork_server, exc)
                 self.fork_server = None
-                self._child = start_child(self.spec, child_read, child_write, None)
+                self._child = start_child(self.spec, child_read, child_write, None,
+                                          output.child_fds)
+        except BaseException:
+            output.close()
+            raise
         finally:
             os.close(child_read)
             os.close(child_write)
+        output.child_started()
         self._from_child = Connection(parent_read, writable=False)
         self._to_child = Connection(parent_write, readable=False)
         self._to_child.send(("init", self.spec))
@@ -126,6 +154,7 @@ class ScoringProcess:
             kind, payload = self._receive(max(remaining, 0.001), during="init()")
         except ScoringFailure as failure:
             if failure.category != ErrorCategory.PROCESS_DIED or not self._never_forked():
+                failure.logs = self._take_output()
                 raise
             logger.warning("fork server %s ended before forking; spawning the scoring "
                            "process instead", self.fork_server)
@@ -134,33 +163,53 @@ class ScoringProcess:
             return self.wait_ready()
         if kind != "ready":
             self.kill()
-            raise self._failure(payload)
-        self._init_logs = payload.get("logs", [])
+            raise self._failure(payload, self._take_output())
+        if self._output is not None:
+            self._output.attach(self.name)
+        self._init_logs = self._take_output()
         self._ready = True
 
-    def take_init_logs(self) -> list[tuple[int, str]]:
+    def take_init_logs(self) -> list[OutputLine]:
         """What ``init()`` logged, handed out once: to the first mini-batch the process runs."""
         logs, self._init_logs = self._init_logs, []
         return logs
 
-    def run(self, paths: list[str], *, timeout: float, want_rows: bool) -> RunOutcome:
-        """Call ``run(paths)``; on timeout the process is killed and ScoringFailure raised."""
+    def run(
+        self,
+        paths: list[str],
+        *,
+        timeout: float,
+        want_rows: bool,
+        on_output: OutputCallback | None = None,
+    ) -> RunOutcome:
+        """Call ``run(paths)``; on timeout the process is killed and ScoringFailure raised.
+
+        The script's lines go to ``on_output`` as they come, when given; those not handed
+        out yet come back with the outcome or the failure (``logs``).
+        """
         assert self._to_child is not None, "start() the scoring process first"
         try:
             self._to_child.send(("run", list(paths), want_rows))
         except (BrokenPipeError, OSError):
-            raise self._died("before run()") from None
-        kind, payload = self._receive(timeout, during="run()")
+            raise self._died("before run()", self._take_output()) from None
+        try:
+            kind, payload = self._receive(timeout, during="run()", on_output=on_output)
+        except ScoringFailure as failure:
+            failure.logs = self._take_output()
+            raise
         if kind != "ok":
-            raise self._failure(payload)
+            raise self._failure(payload, self._take_output())
         return RunOutcome(
             returned=payload["returned"],
             rows=payload["rows"],
             started=payload["started"],
             elapsed=payload["elapsed"],
-            logs=payload.get("logs", []),
+            logs=self._take_output(),
             failed_items=payload.get("failed_items"),
         )
+
+    def _take_output(self) -> list[OutputLine]:
+        return self._output.take() if self._output is not None else []
 
     def stop(self, *, grace: float = 30.0) -> ScoringFailure | None:
         """Ask the script to ``shutdown()`` and exit; kill it if it does not in ``grace`` s.
@@ -176,7 +225,7 @@ class ScoringProcess:
                 self._to_child.send(("shutdown",))
                 kind, payload = self._receive(grace, during="shutdown()")
                 if payload:
-                    failure = self._failure(payload)
+                    failure = self._failure(payload, self._take_output())
             except ScoringFailure as exc:
                 failure = exc
             except (BrokenPipeError, OSError):
@@ -185,18 +234,25 @@ class ScoringProcess:
         return failure
 
     def kill(self) -> None:
-        """End the process group at once (SIGKILL) and release the pipes."""
+        """End the process group at once (SIGKILL), read the rest of its output (its lines
+        not taken stay available), and release the pipes."""
         if self._child is not None:
             self._child.kill()
+        if self._output is not None:
+            self._output.close(self.name)
         for conn in (self._to_child, self._from_child):
             if conn is not None:
                 conn.close()
         self._to_child = self._from_child = None
 
-    def _receive(self, timeout: float, *, during: str) -> tuple[str, Any]:
+    def _receive(
+        self, timeout: float, *, during: str, on_output: OutputCallback | None = None
+    ) -> tuple[str, Any]:
         assert self._from_child is not None
         deadline = time.monotonic() + timeout
         while True:
+            if on_output is not None and (lines := self._take_output()):
+                on_output(lines)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.kill()
@@ -213,24 +269,25 @@ class ScoringProcess:
             if not self.alive:
                 raise self._died(f"during {during}")
 
-    def _died(self, when: str) -> ScoringFailure:
+    def _died(self, when: str, logs: list[OutputLine] | None = None) -> ScoringFailure:
         code = self._child.wait(timeout=5) if self._child is not None else None
         self.kill()
         return ScoringFailure(
             ErrorCategory.PROCESS_DIED,
             f"the scoring process (pid {self.pid}) {_exit_description(code)} {when}",
+            logs=logs or [],
         )
 
     def _never_forked(self) -> bool:
         return isinstance(self._child, ForkedChild) and not self._child.forked
 
     @staticmethod
-    def _failure(payload: dict[str, Any]) -> ScoringFailure:
+    def _failure(payload: dict[str, Any], logs: list[OutputLine]) -> ScoringFailure:
         return ScoringFailure(
             category=ErrorCategory(payload["category"]),
             detail=payload["detail"],
             traceback=payload.get("traceback", ""),
             missing_module=payload.get("missing_module"),
-            logs=payload.get("logs", []),
+            logs=logs,
             permanent=payload.get("permanent", False),
         )

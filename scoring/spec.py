@@ -51,11 +51,12 @@ class ScoringProcessSpec:
         """``sys.argv`` as the script sees it: the platform passes ``--logging_level``."""
         return [str(self.script_path), "--logging_level", self.logging_level]
 
-    def command(self, read_fd: int, write_fd: int) -> list[str]:
+    def command(self, read_fd: int, write_fd: int, log_fd: int | None = None) -> list[str]:
         """``python -c …`` that starts :mod:`scoring.host`, installed or not."""
         package_root = str(Path(__file__).resolve().parents[1])
         bootstrap = (
             f"import sys; sys.path.append({package_root!r}); "
             "from scoring.host import main; sys.exit(main(sys.argv))"
         )
-        return [sys.executable, "-c", bootstrap, str(read_fd), str(write_fd)]
+        logs = [] if log_fd is None else [str(log_fd)]
+        return [sys.executable, "-c", bootstrap, str(read_fd), str(write_fd), *logs]
