@@ -25,6 +25,7 @@ FIELDS = (
     "mini_batches_done",
     "mini_batches_succeeded",
     "mini_batches_failed",
+    "mini_batches_canceled",
     "items",
     "items_done",
     "items_succeeded",
@@ -78,23 +79,18 @@ class JobProgress:
         if not force and time.monotonic() - self._labelled < LABEL_INTERVAL:
             return
         counts = JobCounts.of(results)
-        values = {
-            "mini_batches": self.mini_batches,
-            "mini_batches_done": counts.mini_batches,
-            "mini_batches_succeeded": counts.mini_batches_succeeded,
-            "mini_batches_failed": counts.mini_batches_failed,
-            "items": self.items,
-            "items_done": counts.items_succeeded + counts.items_failed,
-            "items_succeeded": counts.items_succeeded,
-            "items_failed": counts.items_failed,
+        values = {  # the counts (JobCounts' labels), with the job's totals and what is done
+            **counts.to_labels(),
+            PREFIX + "mini_batches": self.mini_batches,
+            PREFIX + "mini_batches_done": counts.mini_batches,
+            PREFIX + "items": self.items,
+            PREFIX + "items_done": counts.items_succeeded + counts.items_failed,
         }
         from prefect import get_client
 
         try:
             with get_client(sync_client=True) as client:
-                client.update_flow_run_labels(
-                    self.flow_run_id, {PREFIX + k: v for k, v in values.items()}
-                )
+                client.update_flow_run_labels(self.flow_run_id, values)
         except Exception as exc:  # noqa: BLE001 - progress must never fail the job
             logger.warning("Publishing the job's progress failed: %s", exc)
         self._labelled = time.monotonic()

@@ -99,7 +99,7 @@ class JobRecord:
         return {
             "record_status": self.status,
             "resumed": self.resumed,
-            "mini_batches_done": self.mini_batches_done,
+            "mini_batches_committed": self.mini_batches_done,
             "input_files": self.input_files,
             "mini_batch_size": self.mini_batch_size,
             "attempts": [
