@@ -174,8 +174,7 @@ def batch_score(
     summary = JobSummary(job_name, resolved.endpoint, resolved.name, output,
                          str(target) if target is not None else None,
                          settings.error_threshold, phases)
-    progress = JobProgress(flow_run.get_id(), job_name, summary.key("progress"), len(plan),
-                           len(files))
+    progress = JobProgress(job_name, summary.key("progress"), len(plan), len(files))
 
     runner = make_task_runner(  # PBE_TASK_RUNNER=stock: prefect-dask's own DaskTaskRunner
         resolved.compute.task_runner_kwargs(
@@ -204,7 +203,7 @@ def batch_score(
             )
             scoring_seconds = time.monotonic() - clock
             phases.lap("scoring")
-        progress.publish(results, force=True)
+        progress(results)  # the final counts, early stops included
         failures = staging.failures()
         summary.results, summary.failures = results, failures
         write_report(output.join("logs"), results, failures)
