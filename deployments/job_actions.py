@@ -83,9 +83,8 @@ def stream_job(name: str, out: TextIO = sys.stdout, *, poll: float = 1.0,
             if len(logs) == 200:
                 continue
             if ended_at is None:
-                current = prefect.read_flow_run(run.id)
-                record = job_record(current)
-                view.update(current.labels, record["status"])
+                record = job_record(prefect.read_flow_run(run.id))
+                view.update(record["properties"], record["status"])
                 if record["status"] in FINAL:
                     ended_at = time.monotonic()
             elif not logs and time.monotonic() - ended_at >= 2.0:

@@ -22,7 +22,7 @@ from blocks.overrides import JobOverrides
 from blocks.workspace import default_output_path
 from deployments import api
 from deployments.endpoints import FLOW_NAME, prefect_deployment_name
-from flows.job_progress import running_counts
+from flows.job_progress import read_running_counts
 from flows.resolve import resolve_endpoint
 from flows.results import JobCounts
 
@@ -92,8 +92,8 @@ def job_record(run: Any, *, details: bool = False) -> dict[str, Any]:
         "prefect_state": state.name if state else None,
         "start_time": _iso(run.start_time),
         "end_time": _iso(run.end_time),
-        **running_counts(getattr(run, "labels", None)),  # the counts so far, as published
-        **_counts(run),
+        **(_counts(run) if status in FINAL else
+           _running_counts(run) if status == "Running" else {}),
     }
     if params.get("output_file_name"):
         properties["output_file"] = os.path.join(output, params["output_file_name"])
@@ -120,6 +120,15 @@ def job_record(run: Any, *, details: bool = False) -> dict[str, Any]:
         "tags": {},
         "id": str(run.id),
     }
+
+
+def _running_counts(run: Any) -> dict[str, int]:
+    """A running job's counts so far, from its progress artifact (flows.job_progress)."""
+    try:
+        with api.client() as prefect:
+            return read_running_counts(prefect, run.id)
+    except Exception:  # noqa: BLE001 - counts are a nicety; the record matters
+        return {}
 
 
 def find_job(name: str) -> Any:
@@ -288,7 +297,7 @@ def wait_for(name: str, *, poll: float = 2.0, timeout: float | None = None,
     with api.client() as prefect, ProgressView(out) as view:
         while True:
             record = job_record(run)
-            view.update(run.labels, record["status"])
+            view.update(record["properties"], record["status"])
             if record["status"] in FINAL or (deadline and time.monotonic() > deadline):
                 return record
             time.sleep(poll)

@@ -3,7 +3,8 @@
 On a terminal: a live ``rich`` bar (mini-batches done and failed of the total, items per
 second, time left) under the log lines. Elsewhere (a pipe, a file, CI): a plain progress
 line when the counts change, at most every :data:`PLAIN_INTERVAL` seconds. The counts are
-those the job publishes as flow run labels (:mod:`flows.job_progress`).
+those the job publishes with its progress artifact (:mod:`flows.job_progress`), as
+``pbe job show`` reports them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections import deque
 from typing import Any, TextIO
 
-from flows.job_progress import running_counts
+from flows.job_progress import FIELDS
 
 PLAIN_INTERVAL = 5.0
 RATE_WINDOW = 60.0
@@ -111,9 +112,13 @@ class ProgressView:
         else:
             print(line, file=self.out, flush=True)
 
-    def update(self, labels: Any, status: str) -> None:
-        """The job's latest counts (its flow run's labels) and status."""
-        counts = running_counts(labels)
+    def update(self, properties: dict[str, Any], status: str) -> None:
+        """The job's latest counts and status (as in its record: ``job_record``)."""
+        counts = {k: v for k, v in properties.items() if k in FIELDS}
+        if counts and "mini_batches_done" not in counts:  # a finished job: its final counts
+            counts["mini_batches_done"] = counts.get("mini_batches", 0)
+            counts["items_done"] = counts.get("items_succeeded", 0) + counts.get(
+                "items_failed", 0)
         if self.out is None:
             return
         if counts:

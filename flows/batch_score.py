@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -77,6 +78,23 @@ def _tag_run(resolved: ResolvedDeployment) -> None:
     if missing:
         with get_client(sync_client=True) as client:
             client.update_flow_run(run_id, tags=[*current, *missing])
+
+
+def _publish_counts(counts: JobCounts, logger: logging.LoggerAdapter) -> None:
+    """Put the job's final counts on its flow run (labels), where ``pbe job show`` reads
+    them: one write per job (while it runs, the progress artifact carries them).
+
+    Best effort: a server too busy to answer costs the labels, never the job (its output
+    and report are written already; the final state message carries the counts too).
+    """
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(run_id, counts.to_labels())
+    except Exception as exc:  # noqa: BLE001 - an API error must not fail a scored job
+        logger.warning("Could not record the job's counts on its flow run: %s", exc)
 
 
 def _process_spec(
@@ -201,8 +219,7 @@ def batch_score(
     summary = JobSummary(job_name, resolved.endpoint, resolved.name, output,
                          str(target) if target is not None else None,
                          settings.error_threshold, phases)
-    progress = JobProgress(flow_run.get_id(), job_name, summary.key("progress"), len(plan),
-                           len(files))
+    progress = JobProgress(job_name, summary.key("progress"), len(plan), len(files))
 
     def report_progress(results: list[MiniBatchResult], total: int) -> None:
         progress(results, total)
@@ -243,7 +260,8 @@ def batch_score(
         summary.results, summary.failures = results, failures
         write_report(output.join("logs"), results, failures)
         counts = JobCounts.of(results)
-        progress.publish(results, force=True)  # the final counts, as flow run labels
+        progress(results)  # the final counts in the progress artifact, early stops included
+        _publish_counts(counts, logger)
         check_outcome(
             counts, results, failures, error_threshold=settings.error_threshold,
             append_rows=append_rows, report=output.join("logs", "errors.txt").display,

@@ -1,96 +1,92 @@
-"""A running job's progress, published as it goes: a progress artifact and flow run labels.
+"""A running job's progress, published as it goes: its progress artifact.
 
-The progress artifact (key ``<endpoint>--<deployment>-progress``, see
-:func:`flows.artifacts.artifact_key`) shows the share of mini-batches done in the UI; the
-counts so far are labels of the flow run (``pbe.mini_batches_done`` …, at most every
-:data:`LABEL_INTERVAL` seconds and once at the end), which ``pbe job show`` and
-``pbe job stream`` read back through the API.
+The flow run's progress artifact (key ``<endpoint>--<deployment>-progress``, see
+:func:`flows.artifacts.artifact_key`) shows the share of mini-batches done in the UI, and
+its description carries the counts so far (:func:`describe`), updated with it (at most every
+2 s, and at the end). ``pbe job show`` and ``pbe job stream`` read them back
+(:func:`read_running_counts`). Flow run labels were tried for this and dropped: updating
+them (``update_flow_run_labels``, every 5 s) made each mini-batch ~40 ms dearer in
+``benchmarks/overhead.py``.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 from flows.results import JobCounts, MiniBatchResult  # prefect: imported where used (CLI)
 
-LABEL_INTERVAL = 5.0
-PREFIX = "pbe."
-#: The labels' names (after ``pbe.``), as ``pbe job show`` reports them.
+#: The counts, as ``pbe job show`` reports them under ``properties``.
 FIELDS = (
-    "mini_batches",
     "mini_batches_done",
+    "mini_batches",
     "mini_batches_succeeded",
     "mini_batches_failed",
-    "mini_batches_canceled",
-    "items",
     "items_done",
+    "items",
     "items_succeeded",
     "items_failed",
 )
+_COUNTS = re.compile(
+    r"(\d+)/(\d+) mini-batches done \((\d+) succeeded, (\d+) failed\); "
+    r"(\d+)/(\d+) items done \((\d+) succeeded, (\d+) failed\)"
+)
 
-logger = logging.getLogger(__name__)
+
+def describe(job_name: str, counts: JobCounts, mini_batches: int, items: int) -> str:
+    """``Job J: 12/40 mini-batches done (11 succeeded, 1 failed); 340/1000 items done (…)``."""
+    return (
+        f"Job {job_name}: {counts.mini_batches}/{mini_batches} mini-batches done "
+        f"({counts.mini_batches_succeeded} succeeded, {counts.mini_batches_failed} failed); "
+        f"{counts.items_succeeded + counts.items_failed}/{items} items done "
+        f"({counts.items_succeeded} succeeded, {counts.items_failed} failed)"
+    )
 
 
-def running_counts(labels: Mapping[str, Any] | None) -> dict[str, int]:
-    """The counts a job published as labels (empty when it has published none)."""
-    counts = {}
-    for name in FIELDS:
-        value = (labels or {}).get(PREFIX + name)
-        if value is not None:
-            try:
-                counts[name] = int(value)
-            except (TypeError, ValueError):
-                continue
-    return counts
+def running_counts(description: str | None) -> dict[str, int]:
+    """The counts in a progress artifact's description (empty if it has none)."""
+    match = _COUNTS.search(description or "")
+    return dict(zip(FIELDS, map(int, match.groups()), strict=True)) if match else {}
+
+
+def read_running_counts(client: Any, flow_run_id: UUID) -> dict[str, int]:
+    """The counts a job's flow run published last (a sync Prefect client)."""
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterType,
+    )
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+                                       type=ArtifactFilterType(any_=["progress"])),
+        sort=ArtifactSort.UPDATED_DESC, limit=1,
+    )
+    return running_counts(artifacts[0].description) if artifacts else {}
 
 
 class JobProgress:
     """Publishes a job's progress: call it with the results so far (and the total)."""
 
-    def __init__(
-        self, flow_run_id: UUID | None, job_name: str, key: str | None, mini_batches: int,
-        items: int,
-    ) -> None:
+    def __init__(self, job_name: str, key: str | None, mini_batches: int, items: int) -> None:
         from prefect.artifacts import create_progress_artifact
 
-        self.flow_run_id = flow_run_id
+        self.job_name = job_name
         self.mini_batches = mini_batches
         self.items = items
         self._artifact = create_progress_artifact(
-            progress=0.0, key=key, description=f"Job {job_name}: mini-batches done"
+            progress=0.0, key=key, description=describe(job_name, JobCounts(), mini_batches, items)
         )
-        self._labelled = 0.0
-        self.publish([], force=True)
 
-    def __call__(self, results: Sequence[MiniBatchResult], total: int) -> None:
+    def __call__(self, results: Sequence[MiniBatchResult], total: int | None = None) -> None:
         from prefect.artifacts import update_progress_artifact
 
-        update_progress_artifact(self._artifact, progress=100.0 * len(results) / max(total, 1))
-        self.publish(results, force=len(results) >= total)
-
-    def publish(self, results: Sequence[MiniBatchResult], *, force: bool = False) -> None:
-        """Set the counts as the run's labels (throttled unless ``force``)."""
-        if self.flow_run_id is None:
-            return
-        if not force and time.monotonic() - self._labelled < LABEL_INTERVAL:
-            return
         counts = JobCounts.of(results)
-        values = {  # the counts (JobCounts' labels), with the job's totals and what is done
-            **counts.to_labels(),
-            PREFIX + "mini_batches": self.mini_batches,
-            PREFIX + "mini_batches_done": counts.mini_batches,
-            PREFIX + "items": self.items,
-            PREFIX + "items_done": counts.items_succeeded + counts.items_failed,
-        }
-        from prefect import get_client
-
-        try:
-            with get_client(sync_client=True) as client:
-                client.update_flow_run_labels(self.flow_run_id, values)
-        except Exception as exc:  # noqa: BLE001 - progress must never fail the job
-            logger.warning("Publishing the job's progress failed: %s", exc)
-        self._labelled = time.monotonic()
+        update_progress_artifact(
+            self._artifact,
+            progress=100.0 * len(results) / max(total or self.mini_batches, 1),
+            description=describe(self.job_name, counts, self.mini_batches, self.items),
+        )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 import uuid
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from deployments.progress import ProgressView, Rate, describe
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CHATTY = """\
-import logging, os, sys
+import logging, os, sys, time
 
 def init():
     print("chatty init")
@@ -28,6 +29,8 @@ def run(mini_batch):
     print("scoring " + " ".join(names))
     print("a warning on stderr", file=sys.stderr)
     logging.getLogger("chatty").error("an error record for %s", names[0])
+    if "item0000.txt" not in names:
+        time.sleep(2)  # time enough to see the job running, with counts so far
     if "item0002.txt" in names:
         for number in range(150):
             print(f"noise {number}")
@@ -77,12 +80,21 @@ def chatty_job(pbe, pbe_workspace, tiny_project):
            "--endpoint-name", endpoint, "--name", "chatty-dpl", "--set-default",
            "--set", "code_configuration.scoring_script=chatty.py",
            "--set", "settings.mini_batch_size=1")
-    waited = pbe("batch-endpoint", "invoke", "--name", endpoint, "--input",
+    pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
+           "--endpoint-name", endpoint)  # tiny-dpl: echoes, never fails
+    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--input",
                  str(tiny_project.inputs), "--set", "max_retries=1",
-                 "--set", "error_threshold=-1", "--wait")
-    assert waited.code == 0, waited.err
-    job = waited.json()
-    yield {"job": job, "endpoint": endpoint, "waited": waited, "api": Api(pbe_workspace.api_url)}
+                 "--set", "error_threshold=-1")
+    running = []  # what job show said while the job ran
+    deadline = time.monotonic() + 240
+    while (shown := pbe.ok("job", "show", "-n", job["name"]))["status"] not in (
+            "Completed", "Failed", "Canceled"):
+        assert time.monotonic() < deadline, "the job did not end"
+        if shown["status"] == "Running":
+            running.append(shown["properties"])
+        time.sleep(0.5)
+    yield {"job": shown, "endpoint": endpoint, "running": running,
+           "api": Api(pbe_workspace.api_url)}
     pbe("batch-endpoint", "delete", "--name", endpoint, "--yes")
 
 
@@ -107,6 +119,8 @@ def test_the_summary_and_table_artifacts_describe_the_job(chatty_job):
 
     progress = api.artifact(f"{endpoint}--chatty-dpl-progress")
     assert progress["type"] == "progress" and progress["data"] == 100.0
+    assert "3/3 mini-batches done (2 succeeded, 1 failed); 3/3 items done" in (
+        progress["description"])
 
 
 def test_the_scripts_lines_reach_their_task_runs_within_the_budget(chatty_job):
@@ -138,16 +152,28 @@ def test_the_scripts_output_is_kept_whole_beside_the_output(chatty_job):
     assert "ERROR chatty: an error record for item0002.txt" in stderr
 
 
-def test_job_show_and_stream_give_counts_progress_and_each_lines_mini_batch(chatty_job, pbe):
+def test_job_show_gives_a_running_jobs_counts_so_far(chatty_job):
+    partial = [p for p in chatty_job["running"] if "mini_batches_done" in p]
+    assert partial, "job show never gave counts while the job ran"
+    assert all(p["mini_batches"] == 3 and p["items"] == 3 for p in partial)
+    assert any(0 < p["mini_batches_done"] < 3 for p in partial)
+    assert {k: v for k, v in chatty_job["job"]["properties"].items() if "items" in k} == {
+        "items": 3, "items_succeeded": 2, "items_failed": 1}  # the end: the final counts
+
+
+def test_invoke_wait_shows_progress_on_stderr(pbe, chatty_job, tiny_project):
+    waited = pbe("batch-endpoint", "invoke", "--name", chatty_job["endpoint"],
+                 "--deployment-name", "tiny-dpl", "--input", str(tiny_project.inputs), "--wait")
+    assert waited.code == 0, waited.err
+    assert "Progress: 2/2 mini-batches (0 failed), 3/3 items" in waited.err  # not a terminal
+
+
+def test_job_stream_gives_each_lines_mini_batch_and_progress(chatty_job, pbe):
     name = chatty_job["job"]["name"]
-    shown = pbe.ok("job", "show", "-n", name, "--query", "properties")
-    assert (shown["mini_batches"], shown["mini_batches_done"], shown["mini_batches_failed"],
-            shown["items_done"]) == (3, 3, 1, 3)
     streamed = pbe.run("job", "stream", "-n", name)  # not a terminal: plain lines
     assert "| mini-batch-2 | script - scoring item0002.txt" in streamed.out
     assert "| WARNING | mini-batch-1 | script - a warning on stderr" in streamed.out
     assert "Progress: 3/3 mini-batches (1 failed), 3/3 items" in streamed.out
-    assert "Progress: 3/3 mini-batches (1 failed)" in chatty_job["waited"].err  # invoke --wait
 
 
 def test_on_a_terminal_stream_draws_a_live_bar(chatty_job, pbe_workspace, monkeypatch):
@@ -175,6 +201,6 @@ def test_progress_line_rate_and_time_left():
         "12/40 mini-batches (1 failed), 300/1000 items, 20.0 items/s, about 35s left")
     out = io.StringIO()
     with ProgressView(out, live=False) as view:
-        view.update({f"pbe.{k}": v for k, v in counts.items()}, "Running")
-        view.update({f"pbe.{k}": v for k, v in counts.items()}, "Running")  # unchanged: once
+        view.update(counts, "Running")
+        view.update(counts, "Running")  # unchanged: printed once
     assert out.getvalue().count("Progress: 12/40 mini-batches (1 failed)") == 2  # and at the end
