@@ -56,7 +56,9 @@ def prepare(root: Path, files: int, rows: int) -> tuple[Path, Path]:
     model.fit(features, labels)
     model_dir = root / "model"
     mlflow.sklearn.save_model(
-        model, str(model_dir), serialization_format="cloudpickle",
+        model,
+        str(model_dir),
+        serialization_format="cloudpickle",
         signature=infer_signature(features, model.predict(features)),
         pip_requirements=[f"scikit-learn=={version('scikit-learn')}", "cloudpickle", "mlflow"],
     )
@@ -72,8 +74,12 @@ def prepare(root: Path, files: int, rows: int) -> tuple[Path, Path]:
 
 def plain_loop(model_dir: Path, paths: list[str]) -> tuple[int, float]:
     """Rows and seconds of import + load + read/predict per file, in one fresh process."""
-    out = subprocess.run([sys.executable, "-c", _LOOP, str(model_dir), *paths],
-                         check=True, capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _LOOP, str(model_dir), *paths],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     return int(out[-2]), float(out[-1])
 
 
@@ -81,11 +87,15 @@ def flow_run(model_dir: Path, inputs: Path, output: Path):
     from blocks.spec_loading import parse_deployment
     from flows.batch_score import batch_score
 
-    spec = parse_deployment({
-        "name": "bench-mlflow", "type": "model", "compute": "azureml:local",
-        "model": {"name": "bench-model", "path": str(model_dir), "type": "mlflow_model"},
-        "settings": {"mini_batch_size": 2, "max_concurrency_per_instance": 2},
-    })
+    spec = parse_deployment(
+        {
+            "name": "bench-mlflow",
+            "type": "model",
+            "compute": "azureml:local",
+            "model": {"name": "bench-model", "path": str(model_dir), "type": "mlflow_model"},
+            "settings": {"mini_batch_size": 2, "max_concurrency_per_instance": 2},
+        }
+    )
     started = time.perf_counter()
     result = batch_score(input=str(inputs), deployment=spec, output_path=str(output))
     return result, time.perf_counter() - started
@@ -116,16 +126,25 @@ def main() -> None:
             ratios.append(loop_s / result.scoring_seconds)
             loops.append(total / loop_s)
             flows.append(total / result.scoring_seconds)
-            print(f"round {round_}: loop {loops[-1]:8.0f} rows/s | job scoring "
-                  f"{flows[-1]:8.0f} rows/s, end to end {total / end_to_end:8.0f} rows/s | "
-                  f"ratio {ratios[-1]:.2f}")
+            print(
+                f"round {round_}: loop {loops[-1]:8.0f} rows/s | job scoring "
+                f"{flows[-1]:8.0f} rows/s, end to end {total / end_to_end:8.0f} rows/s | "
+                f"ratio {ratios[-1]:.2f}"
+            )
     ratio = statistics.median(ratios)
-    print(f"{args.files} files x {args.rows} rows: median ratio {ratio:.2f} "
-          f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
-    print(result_line(files=args.files, rows_per_file=args.rows,
-                      loop_rows_per_s=round(statistics.median(loops), 1),
-                      flow_rows_per_s=round(statistics.median(flows), 1),
-                      ratio=round(ratio, 3)))
+    print(
+        f"{args.files} files x {args.rows} rows: median ratio {ratio:.2f} "
+        f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+    print(
+        result_line(
+            files=args.files,
+            rows_per_file=args.rows,
+            loop_rows_per_s=round(statistics.median(loops), 1),
+            flow_rows_per_s=round(statistics.median(flows), 1),
+            ratio=round(ratio, 3),
+        )
+    )
 
 
 if __name__ == "__main__":

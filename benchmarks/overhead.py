@@ -77,7 +77,9 @@ def main() -> None:
     parser.add_argument("--mini-batches", type=int, default=1000)
     parser.add_argument("--stock-tasks", type=int, default=100)
     parser.add_argument(
-        "--runner", choices=("fast", "stock"), default="fast",
+        "--runner",
+        choices=("fast", "stock"),
+        default="fast",
         help="the batch-score flow's task runner (PBE_TASK_RUNNER)",
     )
     args = parser.parse_args()

@@ -43,10 +43,19 @@ def interrupted_job(spec, inputs: Path, output: Path, job: str, committed: int) 
     plan = plan_mini_batches(files, MINI_BATCH)
     staging = JobStaging(out.join(f".pbe-staging-{job}"))
     journal = JobJournal.begin(
-        previous=None, committed=frozenset(), job_name=job, output=out, staging=staging,
-        input_display=str(inputs), input_type="uri_folder", stamps=fingerprint(source, files),
-        settings=job_settings(spec, JobOverrides()), plan=plan,
-        output_file=str(output / "predictions.csv"), flow_run_id=None)
+        previous=None,
+        committed=frozenset(),
+        job_name=job,
+        output=out,
+        staging=staging,
+        input_display=str(inputs),
+        input_type="uri_folder",
+        stamps=fingerprint(source, files),
+        settings=job_settings(spec, JobOverrides()),
+        plan=plan,
+        output_file=str(output / "predictions.csv"),
+        flow_run_id=None,
+    )
     for mini_batch in plan[:committed]:  # the no-op script's rows: one path per line
         staging.commit_rows(mini_batch.index, "".join(f"{f}\n" for f in mini_batch.files).encode())
     journal.end("Failed", None, "benchmark: the job was interrupted")
@@ -103,32 +112,55 @@ def main() -> None:
         none_s, none_peak, _ = prepare(spec, big, root / "none", "bench-none")
         prep_s, prep_peak, found = prepare(spec, big, root / "out", "bench-resume")
         assert found == committed, (found, committed)
-        print(f"preparation, {args.files:,} files: 0 committed {none_s:.2f} s, peak "
-              f"{none_peak:.1f} MiB; {committed:,} committed {prep_s:.2f} s, peak "
-              f"{prep_peak:.1f} MiB (growth {prep_peak - none_peak:+.1f} MiB)")
+        print(
+            f"preparation, {args.files:,} files: 0 committed {none_s:.2f} s, peak "
+            f"{none_peak:.1f} MiB; {committed:,} committed {prep_s:.2f} s, peak "
+            f"{prep_peak:.1f} MiB (growth {prep_peak - none_peak:+.1f} MiB)"
+        )
 
         batch_score(input=str(small), deployment=spec, output_path=str(root / "warm"))
         settle()
         clock = time.perf_counter()
-        fresh = batch_score(input=str(small), deployment=spec, output_path=str(root / "fresh"),
-                            job_name="bench-fresh")
+        fresh = batch_score(
+            input=str(small),
+            deployment=spec,
+            output_path=str(root / "fresh"),
+            job_name="bench-fresh",
+        )
         fresh_s = time.perf_counter() - clock
         settle()
         clock = time.perf_counter()
-        resumed = batch_score(input=str(big), deployment=spec, output_path=str(root / "out"),
-                              job_name="bench-resume", resume=True)
+        resumed = batch_score(
+            input=str(big),
+            deployment=spec,
+            output_path=str(root / "out"),
+            job_name="bench-resume",
+            resume=True,
+        )
         resume_s = time.perf_counter() - clock
         rows = sum(1 for _ in open(root / "out" / "predictions.csv"))
         assert rows == args.files and resumed.mini_batches_skipped == committed
-        print(f"fresh job of {args.left:,} files: {fresh_s:.2f} s (scoring "
-              f"{fresh.scoring_seconds:.2f} s)")
-        print(f"resumed job, {args.left:,} of {args.files:,} files left: {resume_s:.2f} s "
-              f"(scoring {resumed.scoring_seconds:.2f} s; merged {rows:,} rows) = "
-              f"{resume_s / fresh_s:.2f} x the fresh job")
-        print(result_line(files=args.files, left=args.left, prepare_s=prep_s,
-                          prepare_peak_mib=prep_peak,
-                          prepare_peak_growth_mib=prep_peak - none_peak,
-                          fresh_s=fresh_s, resume_s=resume_s, ratio=resume_s / fresh_s))
+        print(
+            f"fresh job of {args.left:,} files: {fresh_s:.2f} s (scoring "
+            f"{fresh.scoring_seconds:.2f} s)"
+        )
+        print(
+            f"resumed job, {args.left:,} of {args.files:,} files left: {resume_s:.2f} s "
+            f"(scoring {resumed.scoring_seconds:.2f} s; merged {rows:,} rows) = "
+            f"{resume_s / fresh_s:.2f} x the fresh job"
+        )
+        print(
+            result_line(
+                files=args.files,
+                left=args.left,
+                prepare_s=prep_s,
+                prepare_peak_mib=prep_peak,
+                prepare_peak_growth_mib=prep_peak - none_peak,
+                fresh_s=fresh_s,
+                resume_s=resume_s,
+                ratio=resume_s / fresh_s,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def account_url(account: str, endpoint: str = DEFAULT_ENDPOINT, protocol: str = 
 
 def _configured_endpoints() -> dict[str, str]:
     return {
-        name[len(ENDPOINT_VARIABLE):].lower(): value.strip().rstrip("/")
+        name[len(ENDPOINT_VARIABLE) :].lower(): value.strip().rstrip("/")
         for name, value in os.environ.items()
         if name.startswith(ENDPOINT_VARIABLE) and value.strip()
     }
@@ -90,39 +90,50 @@ def parse_blob_url(uri: str) -> BlobPath | None:
     if scheme in ("http", "https"):
         host = _BLOB_HOST.fullmatch(parts.netloc.lower())
         if host:
-            return _split(host["account"], parts.path, host["endpoint"], scheme, parts.query,
-                          uri)
+            return _split(host["account"], parts.path, host["endpoint"], scheme, parts.query, uri)
         bare = uri.strip().split("?", 1)[0].split("#", 1)[0]
         for account, base in _configured_endpoints().items():
             if bare == base or bare.startswith(base + "/"):
-                return _split(account, bare[len(base):], DEFAULT_ENDPOINT, "https",
-                              parts.query, uri)
+                return _split(
+                    account, bare[len(base) :], DEFAULT_ENDPOINT, "https", parts.query, uri
+                )
         return None
     if scheme in ("wasb", "wasbs", "abfs", "abfss") and "@" in parts.netloc:
         container, _, host_name = parts.netloc.partition("@")
         host = _STORE_HOST.fullmatch(host_name.lower())
         if not host:
-            raise SpecError(f"'{_bare(uri)}' does not name a storage account",
-                            hint=f"write {scheme}://<container>@<account>.blob.core.windows.net/…")
+            raise SpecError(
+                f"'{_bare(uri)}' does not name a storage account",
+                hint=f"write {scheme}://<container>@<account>.blob.core.windows.net/…",
+            )
         protocol = "http" if scheme == "wasb" else "https"
-        return _split(host["account"], f"/{container}{parts.path}", host["endpoint"], protocol,
-                      parts.query, uri)
+        return _split(
+            host["account"],
+            f"/{container}{parts.path}",
+            host["endpoint"],
+            protocol,
+            parts.query,
+            uri,
+        )
     if scheme == "az":
         account = os.environ.get(ACCOUNT_VARIABLE, "").strip().lower()
-        return _split(account, f"/{parts.netloc}{parts.path}", DEFAULT_ENDPOINT, "https",
-                      parts.query, uri)
+        return _split(
+            account, f"/{parts.netloc}{parts.path}", DEFAULT_ENDPOINT, "https", parts.query, uri
+        )
     return None
 
 
-def _split(account: str, path: str, endpoint: str, protocol: str, query: str,
-           uri: str) -> BlobPath:
+def _split(account: str, path: str, endpoint: str, protocol: str, query: str, uri: str) -> BlobPath:
     container, _, inside = unquote(path).lstrip("/").partition("/")
     if not CONTAINER_NAME.fullmatch(container):
-        raise SpecError(f"'{_bare(uri)}' names no valid container ('{container}')",
-                        hint="container names are 3-63 lowercase letters, digits and '-'")
+        raise SpecError(
+            f"'{_bare(uri)}' names no valid container ('{container}')",
+            hint="container names are 3-63 lowercase letters, digits and '-'",
+        )
     if ".." in inside.split("/"):
-        raise SpecError(f"'{_bare(uri)}' goes outside its container",
-                        hint="blob paths may not use '..'")
+        raise SpecError(
+            f"'{_bare(uri)}' goes outside its container", hint="blob paths may not use '..'"
+        )
     return BlobPath(account, container, inside, endpoint, protocol, query or None)
 
 

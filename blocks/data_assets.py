@@ -71,9 +71,11 @@ def data_spec(file: str | None = None, **given: str | None) -> DataAssetSpec:
     if file is None:
         missing = [f"--{key}" for key in ("name", "path") if key not in options]
         if missing:
-            raise SpecError(f"{' and '.join(missing)} required without --file",
-                            hint="pbe data create --name NAME --type uri_folder --path PATH, "
-                            "or pbe data create -f data.yml")
+            raise SpecError(
+                f"{' and '.join(missing)} required without --file",
+                hint="pbe data create --name NAME --type uri_folder --path PATH, "
+                "or pbe data create -f data.yml",
+            )
         return DataAssetSpec.model_validate(options)
     return load_data_yaml(file).model_copy(update=options)  # a --path is relative to here
 
@@ -105,14 +107,18 @@ class DataRegistry(VersionedStore):
             return self.register(spec.name, {**meta, "path": spec.path}, version=spec.version)
         source = Path(spec.path.removeprefix("file://")).expanduser().resolve()
         if not source.exists():
-            raise SpecError(f"data path '{source}' does not exist", key="path",
-                            hint="Fix the path (in a data YAML, relative to its folder).")
+            raise SpecError(
+                f"data path '{source}' does not exist",
+                key="path",
+                hint="Fix the path (in a data YAML, relative to its folder).",
+            )
         if source.is_dir() != (spec.type == "uri_folder"):
             what, wanted = ("a file", "a folder") if source.is_file() else ("a folder", "a file")
             other = "uri_file" if spec.type == "uri_folder" else "uri_folder"
             raise SpecError(
                 f"data path '{source}' is {what}, but type {spec.type} reads {wanted}",
-                key="type", hint=f"Use type {other}, or point path at {wanted}.",
+                key="type",
+                hint=f"Use type {other}, or point path at {wanted}.",
             )
         meta["source_path"] = str(source)
         return self.register(spec.name, meta, version=spec.version, copy=source)
@@ -126,8 +132,10 @@ class DataRegistry(VersionedStore):
                 hint="Write azureml:<name>@latest or azureml:<name>:<version>.",
             )
         if match["label"] not in (None, "latest"):
-            raise SpecError(f"unknown label '@{match['label']}' in '{reference}'",
-                            hint=f"Write azureml:{match['name']}@latest.")
+            raise SpecError(
+                f"unknown label '@{match['label']}' in '{reference}'",
+                hint=f"Write azureml:{match['name']}@latest.",
+            )
         meta = self.show(match["name"], match["version"])
         return DataAsset(meta["name"], meta["version"], meta["type"], meta["path"])
 

@@ -42,16 +42,19 @@ class Datastore(Block):
 
     _block_type_name = "Batch Datastore"
     _block_type_slug = "batch-datastore"
-    _description = ("Where batch job inputs and outputs live: an S3 bucket prefix, an Azure "
-                    "Blob Storage container or a folder.")
+    _description = (
+        "Where batch job inputs and outputs live: an S3 bucket prefix, an Azure "
+        "Blob Storage container or a folder."
+    )
 
     type: DatastoreType = Field(
         description="s3: an S3 or S3-compatible bucket; azure_blob: a Blob container; "
         "local: a folder."
     )
     url: str | None = Field(
-        None, description="s3://bucket[/prefix] for type s3; a folder path for local; "
-        "for azure_blob, set from the account and container."
+        None,
+        description="s3://bucket[/prefix] for type s3; a folder path for local; "
+        "for azure_blob, set from the account and container.",
     )
     description: str | None = Field(None, description="Free text.")
     endpoint_url: str | None = Field(
@@ -65,8 +68,9 @@ class Datastore(Block):
     account_name: str | None = Field(None, description="azure_blob: the storage account.")
     container_name: str | None = Field(None, description="azure_blob: the container.")
     endpoint: str | None = Field(
-        None, description="azure_blob: the cloud's storage suffix (default core.windows.net); "
-        "PBE_AZURE_BLOB_ENDPOINT_<ACCOUNT> points an account at an emulator or private endpoint."
+        None,
+        description="azure_blob: the cloud's storage suffix (default core.windows.net); "
+        "PBE_AZURE_BLOB_ENDPOINT_<ACCOUNT> points an account at an emulator or private endpoint.",
     )
     protocol: Literal["https", "http"] | None = Field(
         None, description="azure_blob: https (default) or http."
@@ -82,39 +86,51 @@ class Datastore(Block):
         if self.type == "azure_blob":
             return self._consistent_blob()
         if azure:
-            raise SpecError(f"{', '.join(azure)} only apply to type azure_blob",
-                            key=azure[0])
+            raise SpecError(f"{', '.join(azure)} only apply to type azure_blob", key=azure[0])
         if self.url is None:
-            raise SpecError(f"a {self.type} datastore needs a url", key="url",
-                            hint="e.g. --url s3://my-bucket/batch-data, or --url DIR")
+            raise SpecError(
+                f"a {self.type} datastore needs a url",
+                key="url",
+                hint="e.g. --url s3://my-bucket/batch-data, or --url DIR",
+            )
         if self.type == "s3":
             if not re.match(r"s3://[^/\s]+", self.url):
                 raise SpecError(
-                    "an s3 datastore needs url s3://<bucket>[/<prefix>]", key="url",
+                    "an s3 datastore needs url s3://<bucket>[/<prefix>]",
+                    key="url",
                     hint="e.g. --url s3://my-bucket/batch-data",
                 )
             if (self.key is None) != (self.secret is None):
                 raise SpecError(
-                    "key and secret go together", key="key" if self.key is None else "secret",
+                    "key and secret go together",
+                    key="key" if self.key is None else "secret",
                     hint="give both --key and --secret, or neither to use the AWS "
                     "credential chain (environment, profile, instance role)",
                 )
             if self.endpoint_url and not re.match(r"https?://", self.endpoint_url):
-                raise SpecError("endpoint_url must start with http:// or https://",
-                                key="endpoint_url")
+                raise SpecError(
+                    "endpoint_url must start with http:// or https://", key="endpoint_url"
+                )
             return self
         if "://" in self.url and not self.url.startswith("file://"):
-            raise SpecError(f"a local datastore needs a folder, not '{mask(self.url)}'",
-                            key="url", hint="use --type s3 for s3:// URLs")
+            raise SpecError(
+                f"a local datastore needs a folder, not '{mask(self.url)}'",
+                key="url",
+                hint="use --type s3 for s3:// URLs",
+            )
         self._no_s3_fields()
         return self
 
     def _no_s3_fields(self) -> None:
-        extras = [name for name in ("endpoint_url", "key", "secret", "region")
-                  if getattr(self, name) is not None]
+        extras = [
+            name
+            for name in ("endpoint_url", "key", "secret", "region")
+            if getattr(self, name) is not None
+        ]
         if extras:
-            raise SpecError(f"{', '.join(extras)} only apply to type s3, not {self.type}",
-                            key=extras[0])
+            raise SpecError(
+                f"{', '.join(extras)} only apply to type s3, not {self.type}", key=extras[0]
+            )
 
     def _consistent_blob(self) -> Datastore:
         self._no_s3_fields()
@@ -126,36 +142,47 @@ class Datastore(Block):
             if not value or not pattern.fullmatch(value):
                 raise SpecError(f"an azure_blob datastore needs {name} ({what})", key=name)
         if self.endpoint is not None and not re.fullmatch(r"[a-z0-9.-]+\.[a-z]+", self.endpoint):
-            raise SpecError(f"endpoint '{self.endpoint}' is not a storage suffix", key="endpoint",
-                            hint="e.g. core.windows.net; for an emulator or a private endpoint "
-                            f"set {azure_urls.ENDPOINT_VARIABLE}{self.account_name.upper()}")
+            raise SpecError(
+                f"endpoint '{self.endpoint}' is not a storage suffix",
+                key="endpoint",
+                hint="e.g. core.windows.net; for an emulator or a private endpoint "
+                f"set {azure_urls.ENDPOINT_VARIABLE}{self.account_name.upper()}",
+            )
         if self.account_key is not None and self.sas_token is not None:
             raise SpecError("give account_key or sas_token, not both", key="credentials")
         url = self._blob_root().uri
         if self.url is not None and self.url.rstrip("/") != url:
-            raise SpecError(f"url '{mask(self.url)}' is not the container's URL {url}",
-                            key="url", hint="leave url out for azure_blob datastores")
+            raise SpecError(
+                f"url '{mask(self.url)}' is not the container's URL {url}",
+                key="url",
+                hint="leave url out for azure_blob datastores",
+            )
         self.url = url
         return self
 
     def _blob_root(self) -> BlobPath:
-        return BlobPath(self.account_name or "", self.container_name or "",
-                        endpoint=self.endpoint or azure_urls.DEFAULT_ENDPOINT,
-                        protocol=self.protocol or "https")
+        return BlobPath(
+            self.account_name or "",
+            self.container_name or "",
+            endpoint=self.endpoint or azure_urls.DEFAULT_ENDPOINT,
+            protocol=self.protocol or "https",
+        )
 
     def root(self) -> str:
         """The datastore's base URI: ``s3://bucket/prefix``, the container's URL, or a folder."""
         if self.type != "local":
             return str(self.url).rstrip("/")
-        folder = self.url[len("file://"):] if self.url.startswith("file://") else self.url
+        folder = self.url[len("file://") :] if self.url.startswith("file://") else self.url
         return os.path.abspath(os.path.expanduser(folder))
 
     def uri_for(self, path: str) -> str:
         """The URI of ``path`` inside this datastore; ``..`` may not leave it."""
         parts = path.replace("\\", "/").split("/")
         if ".." in parts:
-            raise SpecError(f"datastore path '{path}' goes outside the datastore",
-                            hint="paths inside a datastore may not use '..'")
+            raise SpecError(
+                f"datastore path '{path}' goes outside the datastore",
+                hint="paths inside a datastore may not use '..'",
+            )
         clean = posixpath.normpath("/" + "/".join(parts)).lstrip("/")
         remote = self.type != "local"
         if not clean:
@@ -176,8 +203,11 @@ class Datastore(Block):
             options["key"] = self.key.get_secret_value()
             options["secret"] = self.secret.get_secret_value()
             register_secrets(options.values())
-        client_kwargs = {k: v for k, v in (("endpoint_url", self.endpoint_url),
-                                           ("region_name", self.region)) if v}
+        client_kwargs = {
+            k: v
+            for k, v in (("endpoint_url", self.endpoint_url), ("region_name", self.region))
+            if v
+        }
         if client_kwargs:
             options["client_kwargs"] = client_kwargs
         return options
@@ -193,8 +223,14 @@ class Datastore(Block):
         return options
 
 
-_AZURE_FIELDS = ("account_name", "container_name", "endpoint", "protocol", "account_key",
-                 "sas_token")
+_AZURE_FIELDS = (
+    "account_name",
+    "container_name",
+    "endpoint",
+    "protocol",
+    "account_key",
+    "sas_token",
+)
 
 
 def workspace_datastore() -> Datastore:
@@ -249,7 +285,7 @@ def resolve_uri(
         return uri, store.storage_options() if store is not None else {}
     if "://" in uri and not uri.startswith("file://"):
         return uri, {}
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
     return os.path.abspath(os.path.expanduser(path)), {}
 
 
@@ -259,9 +295,13 @@ def _lookup(name: str, datastores: Callable[[str], Datastore]) -> Datastore:
     try:
         return datastores(name)
     except KeyError as exc:
-        raise NotFoundError("datastore", name, known=[DEFAULT_DATASTORE],
-                            hint="register it with: pbe datastore create --name "
-                            f"{name} --type s3|local --url …, or -f datastore.yml") from exc
+        raise NotFoundError(
+            "datastore",
+            name,
+            known=[DEFAULT_DATASTORE],
+            hint="register it with: pbe datastore create --name "
+            f"{name} --type s3|local --url …, or -f datastore.yml",
+        ) from exc
 
 
 def _covering(uri: str, stores: Iterable[Datastore]) -> Datastore | None:
@@ -272,13 +312,19 @@ def _covering(uri: str, stores: Iterable[Datastore]) -> Datastore | None:
 
 def _resolve_blob(blob: BlobPath, stores: list[Datastore]) -> tuple[str, StorageOptions]:
     if not blob.account:  # az://container/path with no AZURE_STORAGE_ACCOUNT_NAME
-        accounts = {s.account_name for s in stores
-                    if s.type == "azure_blob" and s.container_name == blob.container}
+        accounts = {
+            s.account_name
+            for s in stores
+            if s.type == "azure_blob" and s.container_name == blob.container
+        }
         if len(accounts) != 1:
             raise SpecError(
                 f"'az://{blob.container}/{blob.path}' names no storage account"
-                + (f" (datastores of {len(accounts)} accounts hold that container)"
-                   if accounts else ""),
+                + (
+                    f" (datastores of {len(accounts)} accounts hold that container)"
+                    if accounts
+                    else ""
+                ),
                 hint=f"set {azure_urls.ACCOUNT_VARIABLE}, register an azure_blob datastore "
                 "for the container, or write https://<account>.blob.core.windows.net/…",
             )
@@ -286,8 +332,10 @@ def _resolve_blob(blob: BlobPath, stores: list[Datastore]) -> tuple[str, Storage
     store = _covering(blob.uri, stores)
     if blob.sas_token:
         if "sig=" not in blob.sas_token.lower():
-            raise SpecError(f"'{blob.uri}?…': the query string is not a SAS token",
-                            hint="Blob Storage URLs take only a SAS token (sv=…&sig=…) after '?'")
+            raise SpecError(
+                f"'{blob.uri}?…': the query string is not a SAS token",
+                hint="Blob Storage URLs take only a SAS token (sv=…&sig=…) after '?'",
+            )
         if store is not None:  # the datastore's endpoint, the URL's token
             return blob.uri, store.blob_options(sas_token=blob.sas_token)
         options = azure_urls.storage_options(blob, sas_token=blob.sas_token)
@@ -305,8 +353,11 @@ def block_name(name: str) -> str:
     """The Block document name of datastore ``name`` (Azure's ``_`` becomes Prefect's ``-``)."""
     candidate = name.strip().lower().replace("_", "-")
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", candidate):
-        raise SpecError(f"datastore name '{name}' is invalid", key="name",
-                        hint="use lowercase letters, digits, '_' or '-'")
+        raise SpecError(
+            f"datastore name '{name}' is invalid",
+            key="name",
+            hint="use lowercase letters, digits, '_' or '-'",
+        )
     return candidate
 
 
@@ -314,8 +365,9 @@ def save_datastore(name: str, datastore: Datastore, *, overwrite: bool = False) 
     """Save ``datastore`` under ``name`` in the Prefect API; return the block document name."""
     document = block_name(name)
     if document == DEFAULT_DATASTORE:
-        raise AlreadyExistsError("datastore", name,
-                                 hint=f"{DEFAULT_DATASTORE} is built in; choose another name")
+        raise AlreadyExistsError(
+            "datastore", name, hint=f"{DEFAULT_DATASTORE} is built in; choose another name"
+        )
     if not overwrite and document in SavedDatastores().names():
         raise AlreadyExistsError("datastore", name, hint="pass overwrite (--overwrite)")
     datastore.save(document, overwrite=True)
@@ -348,8 +400,10 @@ class SavedDatastores:
                 self._loaded[document] = Datastore.load(document)
             except ValueError as exc:  # Prefect: "Unable to find block document named …"
                 raise NotFoundError(
-                    "datastore", name, known=self.names(),
-                        hint="register it with: pbe datastore create --name "
+                    "datastore",
+                    name,
+                    known=self.names(),
+                    hint="register it with: pbe datastore create --name "
                     f"{name} --type s3|local --url …, or -f datastore.yml",
                 ) from exc
         return self._loaded[document]
@@ -372,8 +426,9 @@ class SavedDatastores:
         """:func:`resolve_uri` against the saved datastores (and SAS tokens handed over)."""
         from blocks.sas_handoff import unstash
 
-        return resolve_uri(unstash(uri), self, s3_stores=self.s3_stores(),
-                           blob_stores=self.blob_stores())
+        return resolve_uri(
+            unstash(uri), self, s3_stores=self.s3_stores(), blob_stores=self.blob_stores()
+        )
 
 
 def _saved_names(page: int = 200) -> list[str]:
@@ -386,7 +441,9 @@ def _saved_names(page: int = 200) -> list[str]:
         while True:
             try:
                 documents = client.read_block_documents_by_type(
-                    Datastore.get_block_type_slug(), offset=len(names), limit=page,
+                    Datastore.get_block_type_slug(),
+                    offset=len(names),
+                    limit=page,
                     include_secrets=False,
                 )
             except PrefectHTTPStatusError as exc:

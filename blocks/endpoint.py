@@ -154,8 +154,11 @@ def endpoint_names() -> list[str]:
 def deployment_blocks(endpoint: str | None = None) -> list[BatchDeployment]:
     """The batch deployments of ``endpoint`` (compared case-insensitively), or all of them."""
     docs = _documents(BatchDeployment.get_block_type_slug())
-    mine = [d for d in docs
-            if endpoint is None or str(d.data.get("endpoint", "")).lower() == endpoint.lower()]
+    mine = [
+        d
+        for d in docs
+        if endpoint is None or str(d.data.get("endpoint", "")).lower() == endpoint.lower()
+    ]
     return sorted((BatchDeployment.model_validate(d.data) for d in mine), key=lambda b: b.name)
 
 
@@ -190,7 +193,9 @@ def load_endpoint(name: str) -> BatchEndpoint:
     block = _load(BatchEndpoint, endpoint_document_name(name))
     if block is None:
         raise NotFoundError(
-            "endpoint", name, known=endpoint_names(),
+            "endpoint",
+            name,
+            known=endpoint_names(),
             hint="Create it with: pbe batch-endpoint create --file endpoint.yml",
         )
     return block
@@ -201,7 +206,9 @@ def load_deployment(endpoint: str, name: str) -> BatchDeployment:
     block = _load(BatchDeployment, deployment_document_name(endpoint, name))
     if block is None or block.endpoint.lower() != endpoint.lower():
         raise NotFoundError(
-            "deployment", name, known=[b.name for b in deployment_blocks(endpoint)],
+            "deployment",
+            name,
+            known=[b.name for b in deployment_blocks(endpoint)],
             hint=f"Deployments of endpoint '{endpoint}' are listed by: "
             f"pbe batch-deployment list --endpoint-name {endpoint}",
         )
@@ -216,7 +223,9 @@ def load_compute(name: str) -> DaskCompute:
     block = _load(DaskCompute, compute_document_name(shown))
     if block is None:
         raise NotFoundError(
-            "compute", shown, known=compute_names(),
+            "compute",
+            shown,
+            known=compute_names(),
             hint=f"Create it with: pbe compute create -n {shown} --type local",
         )
     return block

@@ -20,8 +20,17 @@ from blocks import azure_urls
 _KNOWN_SECRETS: set[str] = set()
 _MIN_SECRET = 4  # shorter values cannot be hidden without mangling ordinary words
 _SECRET_OPTION_KEYS = {
-    "key", "secret", "token", "password", "aws_access_key_id", "aws_secret_access_key",
-    "aws_session_token", "account_key", "sas_token", "client_secret", "credential",
+    "key",
+    "secret",
+    "token",
+    "password",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "account_key",
+    "sas_token",
+    "client_secret",
+    "credential",
     "connection_string",
 }
 _USERINFO = re.compile(  # not wasbs:// or abfss://, whose "user" is the container

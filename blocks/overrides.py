@@ -99,8 +99,9 @@ class JobOverrides:
     @classmethod
     def from_sets(cls, sets: Sequence[str] = (), **flags: Any) -> JobOverrides:
         """``--set`` assignments (names or deployment.yml paths) and flags; flags win."""
-        keys = {path: f.name for f in dataclasses.fields(cls)
-                for path in (f.name, *f.metadata["paths"])}
+        keys = {
+            path: f.name for f in dataclasses.fields(cls) for path in (f.name, *f.metadata["paths"])
+        }
         parsed = apply_set_overrides({}, list(sets), source="--set")
         values: dict[str, Any] = {}
         for path, value in _leaves(parsed, keys):
@@ -115,8 +116,7 @@ class JobOverrides:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
-_FIXED = ("max_concurrency_per_instance", "output_action", "logging_level",
-          "environment_variables")
+_FIXED = ("max_concurrency_per_instance", "output_action", "logging_level", "environment_variables")
 
 
 def _leaves(data: dict, keys: Mapping[str, str], prefix: str = "") -> list[tuple[str, Any]]:
@@ -133,10 +133,15 @@ def _leaves(data: dict, keys: Mapping[str, str], prefix: str = "") -> list[tuple
 def _not_per_job(path: str, keys: Mapping[str, str]) -> SpecError:
     if path.rsplit(".", 1)[-1] in _FIXED:
         return SpecError(
-            f"'{path}' cannot be changed per job", source="--set", key=path,
+            f"'{path}' cannot be changed per job",
+            source="--set",
+            key=path,
             hint="Change it on the deployment: pbe batch-deployment update --set ...",
         )
     close = difflib.get_close_matches(path, list(keys), n=1)
-    hint = f"Did you mean '{close[0]}'?" if close else (
-        "Per-job settings: " + ", ".join(JobOverrides.names()) + ".")
+    hint = (
+        f"Did you mean '{close[0]}'?"
+        if close
+        else ("Per-job settings: " + ", ".join(JobOverrides.names()) + ".")
+    )
     return SpecError(f"unknown per-job setting '{path}'", source="--set", key=path, hint=hint)

@@ -184,8 +184,11 @@ class DeploymentSettings(SpecModel):
 
     @model_validator(mode="after")
     def _file_name_needs_append_row(self) -> DeploymentSettings:
-        _check_file_name_fits(self.output_action, self.output_file_name,
-                              "Remove output_file_name, or set output_action: append_row.")
+        _check_file_name_fits(
+            self.output_action,
+            self.output_file_name,
+            "Remove output_file_name, or set output_action: append_row.",
+        )
         return self
 
     @property
@@ -330,8 +333,11 @@ class JobSettings(SpecModel):
 
     @model_validator(mode="after")
     def _file_name_matches_action(self) -> JobSettings:
-        _check_file_name_fits(self.output_action, self.output_file_name,
-                              "Do not pass an output file name to a summary_only deployment.")
+        _check_file_name_fits(
+            self.output_action,
+            self.output_file_name,
+            "Do not pass an output file name to a summary_only deployment.",
+        )
         return self
 
     @property

@@ -78,7 +78,8 @@ class VersionedStore:
         version = str(version)
         if version not in versions:
             raise NotFoundError(
-                f"{self.kind} version", f"{name}:{version}",
+                f"{self.kind} version",
+                f"{name}:{version}",
                 known=[f"{name}:{v}" for v in versions],
                 hint=f"Use one of the versions listed, or azureml:{name}@latest.",
             )
@@ -141,7 +142,8 @@ class VersionedStore:
             raise SpecError(
                 f"invalid {self.kind} name {name!r}: use letters, digits, '-', '_' and '.', "
                 "starting with a letter or digit",
-                key="name", hint="Choose a name such as 'mnist-digits'.",
+                key="name",
+                hint="Choose a name such as 'mnist-digits'.",
             )
 
     def _claim(self, folder: Path, version: str | None) -> str:
@@ -149,13 +151,17 @@ class VersionedStore:
         if version is not None:
             version = str(version)
             if not _VERSION.fullmatch(version):
-                raise SpecError(f"invalid {self.kind} version {version!r}", key="version",
-                                hint="Use a number such as 3, or leave the version out.")
+                raise SpecError(
+                    f"invalid {self.kind} version {version!r}",
+                    key="version",
+                    hint="Use a number such as 3, or leave the version out.",
+                )
             try:
                 (folder / f"{version}.json").open("x").close()
             except FileExistsError:
                 raise AlreadyExistsError(
-                    f"{self.kind} version", f"{folder.name}:{version}",
+                    f"{self.kind} version",
+                    f"{folder.name}:{version}",
                     hint="Leave the version out to register the next one.",
                 ) from None
             return version
@@ -188,5 +194,9 @@ class VersionedStore:
             return json.loads(meta_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             # the version is being written right now: describe it from its folder
-            return {"id": f"azureml:{name}:{version}", "name": name, "version": version,
-                    "path": str(self.version_dir(name, version))}
+            return {
+                "id": f"azureml:{name}:{version}",
+                "name": name,
+                "version": version,
+                "path": str(self.version_dir(name, version)),
+            }

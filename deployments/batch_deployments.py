@@ -85,8 +85,9 @@ def load_spec(
         data = spec.model_dump(mode="json", exclude_unset=True)
         if isinstance(spec.model, ModelReference):
             data["model"] = str(spec.model)
-        spec = parse_deployment(apply_set_overrides(data, list(sets), source=source),
-                                source=f"{source} (with --set)")
+        spec = parse_deployment(
+            apply_set_overrides(data, list(sets), source=source), source=f"{source} (with --set)"
+        )
         spec = _absolute_paths(spec, folder, source)
     updates: dict[str, Any] = {}
     if name:
@@ -102,17 +103,23 @@ def _absolute_paths(spec: ModelDeploymentSpec, folder: Path, source: str) -> Mod
     def where(value: str, key: str) -> str:
         full = (folder / Path(value).expanduser()).resolve()
         if not full.exists():
-            raise SpecError(f"'{value}' does not exist (looked for '{full}')", source=source,
-                            key=key, hint="Paths are relative to the folder of the YAML file.")
+            raise SpecError(
+                f"'{value}' does not exist (looked for '{full}')",
+                source=source,
+                key=key,
+                hint="Paths are relative to the folder of the YAML file.",
+            )
         return str(full)
 
     updates: dict[str, Any] = {}
     if (code := spec.code_configuration) is not None:
         updates["code_configuration"] = code.model_copy(
-            update={"code": where(code.code, "code_configuration.code")})
+            update={"code": where(code.code, "code_configuration.code")}
+        )
     if isinstance(spec.model, InlineModel):
-        updates["model"] = spec.model.model_copy(update={"path": where(spec.model.path,
-                                                                       "model.path")})
+        updates["model"] = spec.model.model_copy(
+            update={"path": where(spec.model.path, "model.path")}
+        )
     return spec.model_copy(update=updates)
 
 
@@ -124,8 +131,13 @@ def _pin_model(spec: ModelDeploymentSpec, registry: ModelRegistry) -> dict[str, 
     model = spec.model
     if isinstance(model, InlineModel):
         _check_model_environment(model.path)
-        return registry.create(model.name, model.path, version=model.version, type=model.type,
-                               description=model.description)
+        return registry.create(
+            model.name,
+            model.path,
+            version=model.version,
+            type=model.type,
+            description=model.description,
+        )
     pinned = registry.show(model.name, model.version, label=model.label)
     _check_model_environment(pinned["path"])
     return pinned
@@ -133,8 +145,10 @@ def _pin_model(spec: ModelDeploymentSpec, registry: ModelRegistry) -> dict[str, 
 
 def _snapshot(code: str, endpoint: str, deployment: str) -> str:
     """Copy the code folder into the workspace; return the copy's path."""
-    target = (_snapshot_root(endpoint, deployment)
-              / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
+    target = (
+        _snapshot_root(endpoint, deployment)
+        / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    )
     shutil.copytree(code, target, ignore=shutil.ignore_patterns("__pycache__", ".git", "*.pyc"))
     return str(target)
 
@@ -179,20 +193,25 @@ def _builtin_scorer(spec: ModelDeploymentSpec, model: dict[str, Any] | None) -> 
     try:
         if model is None:
             assert isinstance(spec.model, InlineModel)
-            return builtin_code(spec.model.path, model_type=spec.model.type,
-                                label=f"'{spec.model.name}'")
+            return builtin_code(
+                spec.model.path, model_type=spec.model.type, label=f"'{spec.model.name}'"
+            )
         registry = ModelRegistry()
         meta = registry.show(model["name"], str(model["version"]))
-        return builtin_code(registry.model_dir(model["name"], str(model["version"])),
-                            model_type=meta.get("type", "custom_model"),
-                            label=f"'{model['name']}:{model['version']}'")
+        return builtin_code(
+            registry.model_dir(model["name"], str(model["version"])),
+            model_type=meta.get("type", "custom_model"),
+            label=f"'{model['name']}:{model['version']}'",
+        )
     except SpecError as exc:
-        raise SpecError(exc.message, source=f"deployment '{spec.name}'", key=exc.key,
-                        hint=exc.hint) from None
+        raise SpecError(
+            exc.message, source=f"deployment '{spec.name}'", key=exc.key, hint=exc.hint
+        ) from None
 
 
-def _block(spec: ModelDeploymentSpec, endpoint: BatchEndpoint,
-           previous: BatchDeployment | None) -> BatchDeployment:
+def _block(
+    spec: ModelDeploymentSpec, endpoint: BatchEndpoint, previous: BatchDeployment | None
+) -> BatchDeployment:
     """The block of ``spec``: a new snapshot and model pin unless unchanged since ``previous``.
 
     Without ``code_configuration`` the model must be an MLflow model; the deployment then
@@ -216,21 +235,31 @@ def _block(spec: ModelDeploymentSpec, endpoint: BatchEndpoint,
         code_dir, script = _builtin_scorer(spec, model)
     else:
         code, script = spec.code_configuration.code, spec.code_configuration.scoring_script
-        same_code = (previous is not None and previous.spec.get("code_configuration")
-                     and os.path.abspath(code) == previous.code_dir)
+        same_code = (
+            previous is not None
+            and previous.spec.get("code_configuration")
+            and os.path.abspath(code) == previous.code_dir
+        )
         code_dir = previous.code_dir if same_code else _snapshot(code, endpoint.name, spec.name)
         updates["code_configuration"] = spec.code_configuration.model_copy(
-            update={"code": code_dir})
+            update={"code": code_dir}
+        )
     pinned = spec.model_copy(update=updates)
     data = pinned.model_dump(mode="json", exclude_none=True)
     data["model"] = str(pinned.model)
     return BatchDeployment(
-        name=spec.name, endpoint=endpoint.name, description=spec.description, spec=data,
-        code_dir=code_dir, scoring_script=script,
-        model_name=model["name"], model_version=str(model["version"]),
+        name=spec.name,
+        endpoint=endpoint.name,
+        description=spec.description,
+        spec=data,
+        code_dir=code_dir,
+        scoring_script=script,
+        model_name=model["name"],
+        model_version=str(model["version"]),
         model_dir=ModelRegistry().model_dir(model["name"], str(model["version"])),
         compute=spec.compute_name,
-        created_at=previous.created_at if previous else _now(), updated_at=_now(),
+        created_at=previous.created_at if previous else _now(),
+        updated_at=_now(),
     )
 
 
@@ -247,15 +276,21 @@ def deployment_record(block: BatchDeployment, endpoint: BatchEndpoint | None = N
         "description": block.description,
         "tags": spec.get("tags", {}),
         "model": f"azureml:{block.model_name}:{block.model_version}",
-        "code_configuration": ({"code": block.code_dir, "scoring_script": block.scoring_script}
-                               if spec.get("code_configuration") else None),
+        "code_configuration": (
+            {"code": block.code_dir, "scoring_script": block.scoring_script}
+            if spec.get("code_configuration")
+            else None
+        ),
         "environment": spec.get("environment"),
         "compute": f"azureml:{block.compute}",
         "resources": block.model_spec().resources.model_dump(),
         "settings": block.model_spec().settings.model_dump(mode="json"),
         "provisioning_state": "Succeeded",
-        "properties": {"model_dir": block.model_dir, "created_at": block.created_at,
-                       "updated_at": block.updated_at},
+        "properties": {
+            "model_dir": block.model_dir,
+            "created_at": block.created_at,
+            "updated_at": block.updated_at,
+        },
     }
     if not spec.get("code_configuration"):
         record["properties"]["scoring_script"] = "built-in MLflow scorer (mlflow_driver.py)"
@@ -264,19 +299,31 @@ def deployment_record(block: BatchDeployment, endpoint: BatchEndpoint | None = N
     return record
 
 
-def create_deployment(file: str, *, endpoint_name: str | None = None, name: str | None = None,
-                      sets: Sequence[str] = (), set_default: bool = False) -> dict:
+def create_deployment(
+    file: str,
+    *,
+    endpoint_name: str | None = None,
+    name: str | None = None,
+    sets: Sequence[str] = (),
+    set_default: bool = False,
+) -> dict:
     """``pbe batch-deployment create``: validate, pin, snapshot, save; maybe make it default."""
     spec = load_spec(file, sets=sets, name=name, endpoint_name=endpoint_name)
     if not spec.endpoint_name:
-        raise SpecError("the deployment names no endpoint", source=str(file),
-                        key="endpoint_name", hint="Pass --endpoint-name E.")
+        raise SpecError(
+            "the deployment names no endpoint",
+            source=str(file),
+            key="endpoint_name",
+            hint="Pass --endpoint-name E.",
+        )
     endpoint = load_endpoint(spec.endpoint_name)
     if spec.name.lower() in {b.name.lower() for b in deployment_blocks(endpoint.name)}:
         raise AlreadyExistsError(
-            "deployment", f"{endpoint.name}/{spec.name}",
+            "deployment",
+            f"{endpoint.name}/{spec.name}",
             hint=f"Change it with: pbe batch-deployment update --file {file} "
-            f"--endpoint-name {endpoint.name}")
+            f"--endpoint-name {endpoint.name}",
+        )
     block = _block(spec, endpoint, None)
     try:
         block.save(deployment_document_name(endpoint.name, spec.name))
@@ -290,8 +337,13 @@ def create_deployment(file: str, *, endpoint_name: str | None = None, name: str 
     return deployment_record(block, endpoint)
 
 
-def update_deployment(name: str | None, endpoint_name: str | None, *, file: str | None = None,
-                      sets: Sequence[str] = ()) -> dict:
+def update_deployment(
+    name: str | None,
+    endpoint_name: str | None,
+    *,
+    file: str | None = None,
+    sets: Sequence[str] = (),
+) -> dict:
     """``pbe batch-deployment update``: from a new YAML (new snapshot) or ``--set`` overrides."""
     if file is None and not sets:
         raise SpecError("nothing to update", hint="Pass --file deployment.yml or --set key=value.")
@@ -327,6 +379,7 @@ def delete_deployment(name: str, endpoint_name: str, *, force_default: bool = Fa
         raise BatchEndpointError(
             f"deployment '{block.name}' is the default of endpoint '{endpoint.name}'",
             hint=f"Make another deployment the default first: pbe batch-endpoint update "
-            f"--name {endpoint.name} --set defaults.deployment_name=OTHER")
+            f"--name {endpoint.name} --set defaults.deployment_name=OTHER",
+        )
     BatchDeployment.delete(deployment_document_name(endpoint.name, block.name))
     shutil.rmtree(_snapshot_root(endpoint.name, block.name), ignore_errors=True)

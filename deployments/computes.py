@@ -41,12 +41,16 @@ def _parse_kwargs(text: str | None) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as exc:
         raise SpecError(
-            f"--cluster-kwargs is not JSON: {exc}", key="cluster_kwargs",
-            hint='Pass a JSON object, e.g. --cluster-kwargs \'{"n_workers": 2}\'.',
+            f"--cluster-kwargs is not JSON: {exc}",
+            key="cluster_kwargs",
+            hint="Pass a JSON object, e.g. --cluster-kwargs '{\"n_workers\": 2}'.",
         ) from exc
     if not isinstance(value, dict):
-        raise SpecError("--cluster-kwargs must be a JSON object", key="cluster_kwargs",
-                        hint='e.g. --cluster-kwargs \'{"queue": "batch"}\'')
+        raise SpecError(
+            "--cluster-kwargs must be a JSON object",
+            key="cluster_kwargs",
+            hint='e.g. --cluster-kwargs \'{"queue": "batch"}\'',
+        )
     return value
 
 
@@ -64,10 +68,17 @@ def create_compute(
     if not _NAME.fullmatch(name):
         raise SpecError(
             f"invalid compute name {name!r}: 2-32 characters, starting with a letter, using "
-            "letters, digits, '-' and '_'", key="name", hint="e.g. -n batch-cluster")
+            "letters, digits, '-' and '_'",
+            key="name",
+            hint="e.g. -n batch-cluster",
+        )
     document = compute_document_name(name)
-    values: dict[str, Any] = {"type": type, "address": address, "cluster_class": cluster_class,
-                              "cluster_kwargs": _parse_kwargs(cluster_kwargs)}
+    values: dict[str, Any] = {
+        "type": type,
+        "address": address,
+        "cluster_class": cluster_class,
+        "cluster_kwargs": _parse_kwargs(cluster_kwargs),
+    }
     if min_instances is not None:
         values["min_instances"] = min_instances
     if max_instances is not None:
@@ -77,8 +88,10 @@ def create_compute(
     except SpecError:
         raise
     except ValueError as exc:  # pydantic: a count out of range
-        raise SpecError(f"invalid compute settings: {_first_error(exc)}",
-                        hint="--min-instances >= 0, --max-instances >= 1") from exc
+        raise SpecError(
+            f"invalid compute settings: {_first_error(exc)}",
+            hint="--min-instances >= 0, --max-instances >= 1",
+        ) from exc
     if type == "cluster_class":
         _check_import_path(str(cluster_class))
     if document in compute_names():  # like az ml: creating it again as it is changes nothing
@@ -86,8 +99,10 @@ def create_compute(
         if existing.model_dump() == compute.model_dump():
             return _record(document, compute)
         raise AlreadyExistsError(
-            "compute", name, hint=f"It has other settings; delete it first: pbe compute "
-            f"delete -n {name} --yes")
+            "compute",
+            name,
+            hint=f"It has other settings; delete it first: pbe compute delete -n {name} --yes",
+        )
     compute.save(document)
     return _record(document, compute)
 
@@ -106,8 +121,11 @@ def delete_compute(name: str) -> None:
     """Delete a compute that no deployment uses."""
     load_compute(name)
     document = compute_document_name(name)
-    users = [f"{b.endpoint}/{b.name}" for b in deployment_blocks()
-             if compute_document_name(b.compute) == document]
+    users = [
+        f"{b.endpoint}/{b.name}"
+        for b in deployment_blocks()
+        if compute_document_name(b.compute) == document
+    ]
     if users:
         raise BatchEndpointError(
             f"compute '{name}' is used by deployment(s) {', '.join(users)}",
@@ -120,7 +138,8 @@ def _check_import_path(path: str) -> None:
     """``module.Class`` form only: the class is imported where jobs run, not here."""
     if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", path):
         raise SpecError(
-            f"cluster class {path!r} is not an import path", key="cluster_class",
+            f"cluster class {path!r} is not an import path",
+            key="cluster_class",
             hint="Give module.Class, e.g. dask_jobqueue.SLURMCluster (installed where the "
             "jobs run).",
         )

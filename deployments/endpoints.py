@@ -80,28 +80,41 @@ def _schedule(cron: str | None, schedule_input: str | None, input_type: str) -> 
     """The schedule to create, validated (None when no cron is given)."""
     if cron is None:
         if schedule_input:
-            raise SpecError("--schedule-input needs --schedule CRON", key="schedule",
-                            hint='e.g. --schedule "0 2 * * *" --schedule-input ./data')
+            raise SpecError(
+                "--schedule-input needs --schedule CRON",
+                key="schedule",
+                hint='e.g. --schedule "0 2 * * *" --schedule-input ./data',
+            )
         return None
     if not schedule_input:
-        raise SpecError("a schedule needs an input", key="schedule_input",
-                        hint="Pass --schedule-input PATH_OR_URI.")
+        raise SpecError(
+            "a schedule needs an input",
+            key="schedule_input",
+            hint="Pass --schedule-input PATH_OR_URI.",
+        )
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.client.schemas.schedules import CronSchedule
 
     try:
         schedule = CronSchedule(cron=cron)
     except ValueError as exc:
-        raise SpecError(f"invalid cron expression {cron!r}", key="schedule",
-                        hint='Five fields: minute hour day month weekday, e.g. "0 2 * * *".'
-                        ) from exc
+        raise SpecError(
+            f"invalid cron expression {cron!r}",
+            key="schedule",
+            hint='Five fields: minute hour day month weekday, e.g. "0 2 * * *".',
+        ) from exc
     if "://" not in schedule_input:
         if not os.path.exists(schedule_input):
-            raise SpecError(f"schedule input '{schedule_input}' does not exist",
-                            key="schedule_input", hint="Give an existing folder or file.")
+            raise SpecError(
+                f"schedule input '{schedule_input}' does not exist",
+                key="schedule_input",
+                hint="Give an existing folder or file.",
+            )
         schedule_input = os.path.abspath(schedule_input)
     return DeploymentScheduleCreate(
-        schedule=schedule, slug=SCHEDULE_SLUG, active=True,
+        schedule=schedule,
+        slug=SCHEDULE_SLUG,
+        active=True,
         parameters={"input": schedule_input, "input_type": input_type},
     )
 
@@ -152,29 +165,44 @@ def endpoint_record(block: BatchEndpoint) -> dict[str, Any]:
                     "input_type": schedule.parameters.get("input_type"),
                     "active": schedule.active,
                 }
-    record["properties"] = {"created_at": block.created_at, "workspace": block.workspace,
-                            "work_pool": deployment.work_pool_name,
-                            "ui_url": api.ui_url(f"/deployments/deployment/{deployment.id}")}
+    record["properties"] = {
+        "created_at": block.created_at,
+        "workspace": block.workspace,
+        "work_pool": deployment.work_pool_name,
+        "ui_url": api.ui_url(f"/deployments/deployment/{deployment.id}"),
+    }
     return record
 
 
 # --- operations -------------------------------------------------------------------------------
 
 
-def create_endpoint(file: str | None, *, name: str | None = None, sets: Sequence[str] = (),
-                    schedule: str | None = None, schedule_input: str | None = None,
-                    schedule_input_type: str = "uri_folder") -> dict[str, Any]:
+def create_endpoint(
+    file: str | None,
+    *,
+    name: str | None = None,
+    sets: Sequence[str] = (),
+    schedule: str | None = None,
+    schedule_input: str | None = None,
+    schedule_input_type: str = "uri_folder",
+) -> dict[str, Any]:
     """``pbe batch-endpoint create``: the block, then the Prefect deployment (and schedule)."""
     spec = _endpoint_spec(file, name=name, sets=sets)
     planned = _schedule(schedule, schedule_input, schedule_input_type)
     if spec.name.lower() in {n.lower() for n in endpoint_names()}:
         raise AlreadyExistsError(
-            "endpoint", spec.name,
-            hint=f"Change it with: pbe batch-endpoint update --name {spec.name}")
+            "endpoint",
+            spec.name,
+            hint=f"Change it with: pbe batch-endpoint update --name {spec.name}",
+        )
     block = BatchEndpoint(
-        name=spec.name, description=spec.description, tags=dict(spec.tags),
-        auth_mode=spec.auth_mode, default_deployment=spec.defaults.deployment_name,
-        created_at=_now(), workspace=str(workspace_root()),
+        name=spec.name,
+        description=spec.description,
+        tags=dict(spec.tags),
+        auth_mode=spec.auth_mode,
+        default_deployment=spec.defaults.deployment_name,
+        created_at=_now(),
+        workspace=str(workspace_root()),
     )
     try:
         block.save(endpoint_document_name(spec.name))
@@ -213,23 +241,36 @@ def list_endpoints() -> list[dict[str, Any]]:
     return [endpoint_record(load_endpoint(n)) for n in endpoint_names()]
 
 
-def update_endpoint(name: str, *, sets: Sequence[str] = (), file: str | None = None,  # type: ignore[assignment]
-                    schedule: str | None = None, schedule_input: str | None = None,
-                    schedule_input_type: str = "uri_folder",
-                    remove_schedule: bool = False) -> dict[str, Any]:
+def update_endpoint(
+    name: str,
+    *,
+    sets: Sequence[str] = (),
+    file: str | None = None,  # type: ignore[assignment]
+    schedule: str | None = None,
+    schedule_input: str | None = None,
+    schedule_input_type: str = "uri_folder",
+    remove_schedule: bool = False,
+) -> dict[str, Any]:
     """``pbe batch-endpoint update``: defaults, description, tags, schedule."""
     block = load_endpoint(name)
-    data = {"name": block.name, "description": block.description, "tags": dict(block.tags),
-            "auth_mode": block.auth_mode,
-            "defaults": {"deployment_name": block.default_deployment}}
+    data = {
+        "name": block.name,
+        "description": block.description,
+        "tags": dict(block.tags),
+        "auth_mode": block.auth_mode,
+        "defaults": {"deployment_name": block.default_deployment},
+    }
     if file is not None:
         data.update(load_endpoint_yaml(file).model_dump(mode="json", exclude_unset=True))
     if sets:
         data = apply_set_overrides(data, list(sets), source=f"endpoint '{block.name}'")
     spec = parse_endpoint(data, source=f"endpoint '{block.name}'")
     if spec.name.lower() != block.name.lower():
-        raise SpecError(f"an endpoint cannot be renamed ('{block.name}' to '{spec.name}')",
-                        key="name", hint="Create a new endpoint instead.")
+        raise SpecError(
+            f"an endpoint cannot be renamed ('{block.name}' to '{spec.name}')",
+            key="name",
+            hint="Create a new endpoint instead.",
+        )
     default = spec.defaults.deployment_name
     if default is not None:
         default = load_deployment(block.name, default).name
@@ -261,4 +302,3 @@ def delete_endpoint(name: str) -> None:
     for child in deployment_blocks(block.name):
         delete_deployment(child.name, block.name, force_default=True)
     BatchEndpoint.delete(endpoint_document_name(block.name))
-

@@ -39,7 +39,8 @@ def _format_log(log: Any, task_runs: dict[Any, str] | None = None) -> str:
     """A log line; the script's own lines and task runs' lines name their mini-batch."""
     stamp = log.timestamp.strftime("%H:%M:%S.%f")[:-3]
     level = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}.get(
-        log.level, str(log.level))
+        log.level, str(log.level)
+    )
     source = "script" if log.name == _SCRIPT_LOGGER else log.name
     task_run = (task_runs or {}).get(log.task_run_id) if log.task_run_id else None
     if task_run:
@@ -57,8 +58,9 @@ def _task_run_names(prefect: Any, logs: list[Any], names: dict[Any, str]) -> dic
     return names
 
 
-def stream_job(name: str, out: TextIO = sys.stdout, *, poll: float = 1.0,
-               live: bool | None = None) -> dict[str, Any]:
+def stream_job(
+    name: str, out: TextIO = sys.stdout, *, poll: float = 1.0, live: bool | None = None
+) -> dict[str, Any]:
     """Print the job's logs as they arrive until it ends, with its progress (a live bar on
     a terminal, unless ``live`` says otherwise); return its final record."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -68,14 +70,19 @@ def stream_job(name: str, out: TextIO = sys.stdout, *, poll: float = 1.0,
 
     run = find_job(name)
     record = job_record(run)
-    print(f"RunId: {record['name']}\nWeb View: {record['services']['Studio']['endpoint']}\n"
-          "\nStreaming logs:\n", file=out, flush=True)
+    print(
+        f"RunId: {record['name']}\nWeb View: {record['services']['Studio']['endpoint']}\n"
+        "\nStreaming logs:\n",
+        file=out,
+        flush=True,
+    )
     log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))
     seen, ended_at, task_runs = 0, None, {}
     with api.client() as prefect, ProgressView(out, live=live) as view:
         while True:
-            logs = prefect.read_logs(log_filter=log_filter, offset=seen, limit=200,
-                                     sort=LogSort.TIMESTAMP_ASC)
+            logs = prefect.read_logs(
+                log_filter=log_filter, offset=seen, limit=200, sort=LogSort.TIMESTAMP_ASC
+            )
             _task_run_names(prefect, logs, task_runs)
             for log in logs:
                 view.log(_format_log(log, task_runs))
@@ -90,15 +97,25 @@ def stream_job(name: str, out: TextIO = sys.stdout, *, poll: float = 1.0,
             elif not logs and time.monotonic() - ended_at >= 2.0:
                 break  # the run's last log batch arrives up to ~2 s after its end
             time.sleep(poll)
-    print(f"\nExecution Summary\n=================\nRunId: {record['name']}\n"
-          f"Status: {record['status']}\nMessage: {record['message']}\n"
-          f"Output: {record['outputs']['score']['path']}\n"
-          f"Web View: {record['services']['Studio']['endpoint']}", file=out, flush=True)
+    print(
+        f"\nExecution Summary\n=================\nRunId: {record['name']}\n"
+        f"Status: {record['status']}\nMessage: {record['message']}\n"
+        f"Output: {record['outputs']['score']['path']}\n"
+        f"Web View: {record['services']['Studio']['endpoint']}",
+        file=out,
+        flush=True,
+    )
     return record
 
 
-def download_job(name: str, *, download_path: str = ".", output_name: str | None = "score",
-                 all_outputs: bool = False, overwrite: bool = False) -> dict[str, Any]:
+def download_job(
+    name: str,
+    *,
+    download_path: str = ".",
+    output_name: str | None = "score",
+    all_outputs: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Copy the job's output to ``<download_path>/named-outputs/<output_name>/``.
 
     Files already there are never replaced without ``overwrite``: the download is refused
@@ -108,26 +125,37 @@ def download_job(name: str, *, download_path: str = ".", output_name: str | None
     names = list(OUTPUT_NAMES) if all_outputs else [output_name or "score"]
     for wanted in names:
         if wanted not in OUTPUT_NAMES:
-            raise NotFoundError("output", wanted, known=OUTPUT_NAMES,
-                                hint="Batch jobs have one output: --output-name score")
+            raise NotFoundError(
+                "output",
+                wanted,
+                known=OUTPUT_NAMES,
+                hint="Batch jobs have one output: --output-name score",
+            )
     if record["status"] not in FINAL:
         raise BatchEndpointError(
             f"job '{name}' is {record['status']}; its output is not complete yet",
-            hint=f"Wait for it: pbe job stream -n {name}")
+            hint=f"Wait for it: pbe job stream -n {name}",
+        )
     source = record["outputs"]["score"]["path"]
     location, files = _output_files(source)
     if not files:
         raise BatchEndpointError(
             f"job '{name}' ({record['status']}) has nothing to download: it wrote no output "
             f"to {location.display}",
-            hint=f"See why it ended: pbe job show -n {name}")
+            hint=f"See why it ended: pbe job show -n {name}",
+        )
     copied = []
     for wanted in names:
         target = os.path.join(download_path, "named-outputs", wanted)
         _copy_files(location, files, target, overwrite=overwrite)
         copied.append(target)
-    return {"name": name, "status": record["status"], "downloaded": copied, "source": source,
-            "files": len(files)}
+    return {
+        "name": name,
+        "status": record["status"],
+        "downloaded": copied,
+        "source": source,
+        "files": len(files),
+    }
 
 
 def _output_files(source: str) -> tuple[Location, list[str]]:
@@ -139,25 +167,26 @@ def _output_files(source: str) -> tuple[Location, list[str]]:
     root = root.rstrip("/")
     with location.errors():
         found = fs.find(root) if fs.isdir(root) else []
-    relative = [path[len(root):].lstrip("/") for path in found]
+    relative = [path[len(root) :].lstrip("/") for path in found]
     return location, sorted(p for p in relative if not _internal(p))
 
 
 def _internal(relative: str) -> bool:
     """A job's staging folder or output claim (see flows.staging, flows.claims)."""
     first = relative.split("/", 1)[0]
-    return first.startswith(".pbe-staging-") or (first.startswith(".") and
-                                                  first.endswith(".claim"))
+    return first.startswith(".pbe-staging-") or (first.startswith(".") and first.endswith(".claim"))
 
 
 def _copy_files(location: Location, files: list[str], target: str, *, overwrite: bool) -> None:
     existing = [f for f in files if os.path.lexists(os.path.join(target, f))]
     if existing and not overwrite:
-        shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5
-                                          else "")
+        shown = ", ".join(existing[:5]) + (
+            f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        )
         raise BatchEndpointError(
             f"{len(existing)} file(s) already in {target}: {shown}; nothing was downloaded",
-            hint="Choose another --download-path, or pass --overwrite to replace them.")
+            hint="Choose another --download-path, or pass --overwrite to replace them.",
+        )
     fs, root = location.filesystem()
     for relative in files:
         destination = os.path.join(target, relative)
@@ -176,15 +205,21 @@ def cancel_job(name: str) -> dict[str, Any]:
     run = find_job(name)
     record = job_record(run)
     if record["status"] in FINAL:
-        raise BatchEndpointError(f"job '{name}' already ended ({record['status']})",
-                                 hint="Only queued or running jobs can be canceled.")
+        raise BatchEndpointError(
+            f"job '{name}' already ended ({record['status']})",
+            hint="Only queued or running jobs can be canceled.",
+        )
     with api.client() as prefect:
-        state_type = (StateType.CANCELLED if record["status"] in ("Queued", "Paused")
-                      else StateType.CANCELLING)
-        result = prefect.set_flow_run_state(run.id, State(type=state_type,
-                                                          message="Canceled by pbe job cancel"),
-                                            force=True)
+        state_type = (
+            StateType.CANCELLED
+            if record["status"] in ("Queued", "Paused")
+            else StateType.CANCELLING
+        )
+        result = prefect.set_flow_run_state(
+            run.id, State(type=state_type, message="Canceled by pbe job cancel"), force=True
+        )
         if getattr(result.status, "value", result.status) == "ABORT":
-            raise BatchEndpointError(f"Prefect refused to cancel job '{name}': "
-                                     f"{result.details.reason}")
+            raise BatchEndpointError(
+                f"Prefect refused to cancel job '{name}': {result.details.reason}"
+            )
         return job_record(prefect.read_flow_run(run.id))

@@ -40,6 +40,8 @@ _STATUS = {
     "CANCELLED": "Canceled",
 }
 FINAL = ("Completed", "Failed", "Canceled")
+
+
 def status_of(state_type: str | None) -> str:
     """The ``az ml`` job status of a Prefect state type (``COMPLETED`` -> ``Completed``)."""
     if state_type is None:
@@ -92,8 +94,9 @@ def job_record(run: Any, *, details: bool = False) -> dict[str, Any]:
         "prefect_state": state.name if state else None,
         "start_time": _iso(run.start_time),
         "end_time": _iso(run.end_time),
-        **(_counts(run) if status in FINAL else
-           _running_counts(run) if status == "Running" else {}),
+        **(
+            _counts(run) if status in FINAL else _running_counts(run) if status == "Running" else {}
+        ),
     }
     if params.get("output_file_name"):
         properties["output_file"] = os.path.join(output, params["output_file_name"])
@@ -108,10 +111,16 @@ def job_record(run: Any, *, details: bool = False) -> dict[str, Any]:
         "experiment_name": params.get("endpoint") or tags.get("endpoint"),
         "endpoint_name": params.get("endpoint") or tags.get("endpoint"),
         "deployment_name": params.get("deployment_name") or tags.get("deployment"),
-        "creation_context": {"created_at": _iso(run.created),
-                             "created_by": tags.get("by") or _creator(run)},
-        "inputs": {"input_data": {"type": params.get("input_type", "uri_folder"),
-                                  "path": params.get("input")}},
+        "creation_context": {
+            "created_at": _iso(run.created),
+            "created_by": tags.get("by") or _creator(run),
+        },
+        "inputs": {
+            "input_data": {
+                "type": params.get("input_type", "uri_folder"),
+                "path": params.get("input"),
+            }
+        },
         "outputs": {"score": {"type": "uri_folder", "path": output, "mode": "upload"}},
         "settings": overrides,
         "message": state.message if state else None,
@@ -145,7 +154,8 @@ def find_job(name: str) -> Any:
         runs = prefect.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
             flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=1,
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
         )
         if runs:
             return runs[0]
@@ -153,9 +163,12 @@ def find_job(name: str) -> Any:
             return prefect.read_flow_run(uuid.UUID(name))
         except Exception:  # not an id, or no such run
             recent = [r.name for r in _read_runs(prefect, None, 10)]
-            raise NotFoundError("job", name, known=recent,
-                                hint="(most recent jobs shown) pbe job list shows them all"
-                                ) from None
+            raise NotFoundError(
+                "job",
+                name,
+                known=recent,
+                hint="(most recent jobs shown) pbe job list shows them all",
+            ) from None
 
 
 def _read_runs(prefect: Any, deployment_id: Any, limit: int) -> list[Any]:
@@ -174,8 +187,10 @@ def _read_runs(prefect: Any, deployment_id: Any, limit: int) -> list[Any]:
     while len(runs) < limit:  # the API returns at most 200 per request
         page = prefect.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
-            flow_run_filter=run_filter, sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-            limit=min(200, limit - len(runs)), offset=len(runs),
+            flow_run_filter=run_filter,
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=min(200, limit - len(runs)),
+            offset=len(runs),
         )
         runs.extend(page)
         if len(page) < 200:
@@ -183,8 +198,9 @@ def _read_runs(prefect: Any, deployment_id: Any, limit: int) -> list[Any]:
     return runs
 
 
-def list_jobs(endpoint: str | None = None, deployment: str | None = None,
-              max_results: int = 100) -> list[dict[str, Any]]:
+def list_jobs(
+    endpoint: str | None = None, deployment: str | None = None, max_results: int = 100
+) -> list[dict[str, Any]]:
     """Jobs, newest first: all, an endpoint's, or those that ran one deployment."""
     deployment_id = None
     with api.client() as prefect:
@@ -201,31 +217,49 @@ def list_jobs(endpoint: str | None = None, deployment: str | None = None,
     return records[:max_results]
 
 
-def invoke(endpoint: str, input: str, *, input_type: str = "uri_folder",
-           deployment_name: str | None = None, output_path: str | None = None,
-           job_name: str | None = None, sets: Sequence[str] = (),
-           mini_batch_size: int | None = None, instance_count: int | None = None) -> dict:
+def invoke(
+    endpoint: str,
+    input: str,
+    *,
+    input_type: str = "uri_folder",
+    deployment_name: str | None = None,
+    output_path: str | None = None,
+    job_name: str | None = None,
+    sets: Sequence[str] = (),
+    mini_batch_size: int | None = None,
+    instance_count: int | None = None,
+) -> dict:
     """``pbe batch-endpoint invoke``: check everything, then create the flow run; no waiting."""
     from prefect.deployments import run_deployment
 
     block = load_endpoint(endpoint)
     resolved = resolve_endpoint(block.name, deployment_name)
-    overrides = JobOverrides.from_sets(sets, mini_batch_size=mini_batch_size,
-                                       instance_count=instance_count)
+    overrides = JobOverrides.from_sets(
+        sets, mini_batch_size=mini_batch_size, instance_count=instance_count
+    )
     settings = job_settings(resolved.spec, overrides)
     if job_name:
         _check_free(job_name)
     job_name = job_name or f"batchjob-{uuid.uuid4()}"
     input, input_type = _pinned_asset(input, input_type)
-    input, output = _checked_locations(input, input_type,
-                                       output_path or default_output_path(job_name),
-                                       settings.output_file_name)
-    parameters = {"input": input, "input_type": input_type, "deployment_name": resolved.name,
-                  "output_path": output, "job_name": job_name, **overrides.given(),
-                  "output_file_name": settings.output_file_name}
+    input, output = _checked_locations(
+        input, input_type, output_path or default_output_path(job_name), settings.output_file_name
+    )
+    parameters = {
+        "input": input,
+        "input_type": input_type,
+        "deployment_name": resolved.name,
+        "output_path": output,
+        "job_name": job_name,
+        **overrides.given(),
+        "output_file_name": settings.output_file_name,
+    }
     run = run_deployment(
-        name=prefect_deployment_name(block.name), parameters=parameters, timeout=0,
-        flow_run_name=job_name, as_subflow=False,
+        name=prefect_deployment_name(block.name),
+        parameters=parameters,
+        timeout=0,
+        flow_run_name=job_name,
+        as_subflow=False,
         tags=["pbe", f"endpoint:{block.name}", f"deployment:{resolved.name}", "by:pbe"],
     )
     return job_record(run)
@@ -242,8 +276,9 @@ def _pinned_asset(input: str, input_type: str) -> tuple[str, str]:
     return f"azureml:{asset.name}:{asset.version}", asset.type
 
 
-def _checked_locations(input: str, input_type: str, output: str,
-                       file_name: str | None) -> tuple[str, str]:
+def _checked_locations(
+    input: str, input_type: str, output: str, file_name: str | None
+) -> tuple[str, str]:
     """Input and output as the job gets them, refused now if they are certain to fail.
 
     Local paths become absolute; ``azureml:`` data assets and datastore paths stay as given
@@ -280,8 +315,9 @@ def _check_free(job_name: str) -> None:
     raise AlreadyExistsError("job", job_name, hint="Leave --job-name out to get a new name.")
 
 
-def wait_for(name: str, *, poll: float = 2.0, timeout: float | None = None,
-             progress: TextIO | bool = True) -> dict:
+def wait_for(
+    name: str, *, poll: float = 2.0, timeout: float | None = None, progress: TextIO | bool = True
+) -> dict:
     """Poll job ``name`` until it ends (or ``timeout`` seconds pass); return its record.
 
     Its progress goes to ``progress`` (``True``: stderr) meanwhile, a live bar on a

@@ -59,8 +59,9 @@ def _table(value: Any, columns: dict[str, str] | None = None) -> str:
     if columns is None:
         names: list[str] = []
         for row in rows:
-            names += [k for k, v in row.items()
-                      if k not in names and not isinstance(v, (dict, list))]
+            names += [
+                k for k, v in row.items() if k not in names and not isinstance(v, (dict, list))
+            ]
         columns = {n.replace("_", " ").title(): n for n in names}
     titles = list(columns)
     cells = [[_scalar(jmespath.search(path, row)) for path in columns.values()] for row in rows]
@@ -82,8 +83,9 @@ def render(result: Any, output: str = "json", columns: dict[str, str] | None = N
     if output in ("json", "jsonc"):
         return json.dumps(result, indent=2, default=str)
     if output in ("yaml", "yamlc"):
-        return yaml.safe_dump(json.loads(json.dumps(result, default=str)),
-                              sort_keys=False).rstrip("\n")
+        return yaml.safe_dump(json.loads(json.dumps(result, default=str)), sort_keys=False).rstrip(
+            "\n"
+        )
     if output == "tsv":
         if isinstance(result, list):
             return "\n".join(_tsv_line(item) for item in result)
@@ -92,5 +94,6 @@ def render(result: Any, output: str = "json", columns: dict[str, str] | None = N
         return _table(result, columns)
     from blocks.errors import BatchEndpointError
 
-    raise BatchEndpointError(f"unknown output format {output!r}",
-                             hint=f"Use one of: {', '.join(FORMATS)}")
+    raise BatchEndpointError(
+        f"unknown output format {output!r}", hint=f"Use one of: {', '.join(FORMATS)}"
+    )

@@ -108,26 +108,78 @@ class LocalServices:
             shutil.chown(self.root, "postgres")
             shutil.chown(data, "postgres")
         run = {"check": True, "capture_output": True, "cwd": "/"}
-        subprocess.run(self._as_postgres(
-            [_postgres_bin("initdb"), "-D", str(data), "-U", "prefect", "-A", "trust",
-             "--no-sync", "-E", "UTF8"]), **run)
-        subprocess.run(self._as_postgres(
-            [_postgres_bin("pg_ctl"), "-D", str(data), "-l", str(self.root / "pg.log"), "-w",
-             "-o", f"-p {self.pg_port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c max_connections=200",
-             "start"]), **run)
+        subprocess.run(
+            self._as_postgres(
+                [
+                    _postgres_bin("initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "prefect",
+                    "-A",
+                    "trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ]
+            ),
+            **run,
+        )
+        subprocess.run(
+            self._as_postgres(
+                [
+                    _postgres_bin("pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(self.root / "pg.log"),
+                    "-w",
+                    "-o",
+                    f"-p {self.pg_port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                    "-c fsync=off -c max_connections=200",
+                    "start",
+                ]
+            ),
+            **run,
+        )
         self._pg_started = True
-        subprocess.run(self._as_postgres(
-            [_postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port),
-             "-U", "prefect", "prefect"]), **run)
+        subprocess.run(
+            self._as_postgres(
+                [
+                    _postgres_bin("createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.pg_port),
+                    "-U",
+                    "prefect",
+                    "prefect",
+                ]
+            ),
+            **run,
+        )
         redis = shutil.which("redis-server")
         if redis is None:
-            raise BatchEndpointError("redis-server is not installed",
-                                     hint="run scripts/install_services.sh")
+            raise BatchEndpointError(
+                "redis-server is not installed", hint="run scripts/install_services.sh"
+            )
         self._redis = subprocess.Popen(
-            [redis, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.root)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            [
+                redis,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
         )
         _wait_for_port(self.redis_port, self._redis, 30, "redis-server")
         return self
@@ -141,9 +193,21 @@ class LocalServices:
                 self._redis.kill()
             self._redis = None
         if self._pg_started:
-            subprocess.run(self._as_postgres(
-                [_postgres_bin("pg_ctl"), "-D", str(self.root / "pg"), "-m", "fast", "-w",
-                 "stop"]), capture_output=True, cwd="/")
+            subprocess.run(
+                self._as_postgres(
+                    [
+                        _postgres_bin("pg_ctl"),
+                        "-D",
+                        str(self.root / "pg"),
+                        "-m",
+                        "fast",
+                        "-w",
+                        "stop",
+                    ]
+                ),
+                capture_output=True,
+                cwd="/",
+            )
             self._pg_started = False
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -165,14 +229,30 @@ def start_prefect_server(env: dict[str, str], home: Path, timeout: float = 180.0
     """
     home.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    full = {**os.environ, **env, "PREFECT_HOME": str(home),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    full = {
+        **os.environ,
+        **env,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
     full.pop("PREFECT_API_URL", None)
     with open(home / "server.log", "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-             "--port", str(port)],
-            env=full, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=full,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}/api"

@@ -55,9 +55,11 @@ class Rate:
 
 def describe(counts: dict[str, int], rate: Rate) -> str:
     """``12/40 mini-batches (1 failed), 340/1000 items, 34.1 items/s, about 20s left``."""
-    text = (f"{counts.get('mini_batches_done', 0)}/{counts.get('mini_batches', 0)} mini-batches "
-            f"({counts.get('mini_batches_failed', 0)} failed), "
-            f"{counts.get('items_done', 0)}/{counts.get('items', 0)} items")
+    text = (
+        f"{counts.get('mini_batches_done', 0)}/{counts.get('mini_batches', 0)} mini-batches "
+        f"({counts.get('mini_batches_failed', 0)} failed), "
+        f"{counts.get('items_done', 0)}/{counts.get('items', 0)} items"
+    )
     if rate.per_second is not None:
         text += f", {rate.per_second:.1f} items/s"
         left = rate.left(counts.get("items", 0) - counts.get("items_done", 0))
@@ -117,8 +119,7 @@ class ProgressView:
         counts = {k: v for k, v in properties.items() if k in FIELDS}
         if counts and "mini_batches_done" not in counts:  # a finished job: its final counts
             counts["mini_batches_done"] = counts.get("mini_batches", 0)
-            counts["items_done"] = counts.get("items_succeeded", 0) + counts.get(
-                "items_failed", 0)
+            counts["items_done"] = counts.get("items_succeeded", 0) + counts.get("items_failed", 0)
         if self.out is None:
             return
         if counts:
@@ -127,8 +128,11 @@ class ProgressView:
         if self._progress is not None:
             total = self.counts.get("mini_batches") or None
             self._progress.update(
-                self._task, total=total, completed=self.counts.get("mini_batches_done", 0),
-                description=status, text=describe(self.counts, self.rate) if counts else "",
+                self._task,
+                total=total,
+                completed=self.counts.get("mini_batches_done", 0),
+                description=status,
+                text=describe(self.counts, self.rate) if counts else "",
             )
             return
         if not counts:

@@ -57,16 +57,22 @@ class ModelRegistry(VersionedStore):
         if type not in _TYPES:
             raise SpecError(
                 f"invalid model type {type!r}: expected one of {', '.join(_TYPES)}",
-                key="type", hint="Use --type custom_model.",
+                key="type",
+                hint="Use --type custom_model.",
             )
         source = Path(path).expanduser()
         if not source.exists():
             raise SpecError(
-                f"model path '{path}' does not exist", key="path",
+                f"model path '{path}' does not exist",
+                key="path",
                 hint="Give the model file or folder to register with --path.",
             )
-        meta = {"type": type, "description": description, "tags": dict(tags or {}),
-                "source_path": str(source.resolve())}
+        meta = {
+            "type": type,
+            "description": description,
+            "tags": dict(tags or {}),
+            "source_path": str(source.resolve()),
+        }
         if type == "mlflow_model":
             meta.update(read_mlmodel(source).record())
         return self.register(name, meta, version=version, copy=source.resolve())

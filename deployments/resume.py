@@ -20,8 +20,9 @@ __all__ = ["resume_job"]
 _FIXED = ("mini_batch_size", "output_file_name")
 
 
-def resume_job(name: str, *, sets: Sequence[str] = (),
-               instance_count: int | None = None) -> dict[str, Any]:
+def resume_job(
+    name: str, *, sets: Sequence[str] = (), instance_count: int | None = None
+) -> dict[str, Any]:
     """Create the flow run that continues job ``name``; return the job as ``job show`` does."""
     from prefect.deployments import run_deployment
 
@@ -31,27 +32,44 @@ def resume_job(name: str, *, sets: Sequence[str] = (),
     record = job_record(run)
     job_name = (run.parameters or {}).get("job_name") or run.name
     if record["status"] == "Completed":
-        raise ResumeRefused(job_name, "it completed", hint="its output is complete; start a "
-                            "new job to score the input again: pbe batch-endpoint invoke")
+        raise ResumeRefused(
+            job_name,
+            "it completed",
+            hint="its output is complete; start a "
+            "new job to score the input again: pbe batch-endpoint invoke",
+        )
     if record["status"] not in ("Failed", "Canceled"):
-        raise ResumeRefused(job_name, f"it is {record['status']}",
-                            hint=f"wait for it to end, or stop it: pbe job cancel -n {name}")
+        raise ResumeRefused(
+            job_name,
+            f"it is {record['status']}",
+            hint=f"wait for it to end, or stop it: pbe job cancel -n {name}",
+        )
     if run.deployment_id is None:
-        raise ResumeRefused(job_name, "it was not started from an endpoint's deployment",
-                            hint="call batch_score(..., job_name=..., resume=True) from "
-                            "Python, as the job was started")
+        raise ResumeRefused(
+            job_name,
+            "it was not started from an endpoint's deployment",
+            hint="call batch_score(..., job_name=..., resume=True) from "
+            "Python, as the job was started",
+        )
     overrides = JobOverrides.from_sets(sets, instance_count=instance_count).given()
     parameters = dict(run.parameters or {})
     for fixed in _FIXED:
         if fixed in overrides and overrides[fixed] != parameters.get(fixed):
-            raise ResumeRefused(job_name, f"{fixed} cannot change on resume",
-                                hint="leave it out, or start a new job with it")
+            raise ResumeRefused(
+                job_name,
+                f"{fixed} cannot change on resume",
+                hint="leave it out, or start a new job with it",
+            )
     parameters = {**parameters, **overrides, "job_name": job_name, "resume": True}
     _check(record, parameters)
-    new = run_deployment(name=run.deployment_id, parameters=parameters, timeout=0,
-                         flow_run_name=job_name, as_subflow=False,
-                         tags=[*run.tags, "resumed"] if "resumed" not in run.tags
-                         else list(run.tags))
+    new = run_deployment(
+        name=run.deployment_id,
+        parameters=parameters,
+        timeout=0,
+        flow_run_name=job_name,
+        as_subflow=False,
+        tags=[*run.tags, "resumed"] if "resumed" not in run.tags else list(run.tags),
+    )
     return job_record(new)
 
 
@@ -74,8 +92,9 @@ def _check(record: dict[str, Any], parameters: dict[str, Any]) -> None:
     assert previous is not None  # job_to_resume raised otherwise
     resolved = resolve_endpoint(record["endpoint_name"], parameters.get("deployment_name"))
     settings = job_settings(resolved.spec, JobOverrides.from_mapping(parameters))
-    source_uri, input_type = resolve_input(parameters["input"],
-                                           parameters.get("input_type", "uri_folder"))
+    source_uri, input_type = resolve_input(
+        parameters["input"], parameters.get("input_type", "uri_folder")
+    )
     source = Location(*stores.resolve(source_uri))
     files = list_input(source, input_type)
     staging = JobStaging(output.join(f".pbe-staging-{job_name}"))

@@ -161,9 +161,11 @@ class EmbeddedPrefect:
                 worker = worker or self._start_worker(server.url)
             State(server, worker).write(self.state_file)
         if started and announce:
-            _say(f"started a local Prefect server at {server.url.removesuffix('/api')} and a "
-                 f"worker for pool '{work_pool_name()}' (state in {self.state_dir}; stop them "
-                 "with 'pbe server stop', or set PREFECT_API_URL to use your own).")
+            _say(
+                f"started a local Prefect server at {server.url.removesuffix('/api')} and a "
+                f"worker for pool '{work_pool_name()}' (state in {self.state_dir}; stop them "
+                "with 'pbe server stop', or set PREFECT_API_URL to use your own)."
+            )
         return server.url
 
     def status(self) -> dict:
@@ -177,15 +179,20 @@ class EmbeddedPrefect:
         server = state.server if state.server and state.server.alive() else None
         worker = state.worker if state.worker and state.worker.alive() else None
         answering = server is not None and _healthy(server.url)
-        problems = [p for p in (
-            problem,
-            "the server is not running" if server is None else None,
-            "the server is suspended (SIGSTOP)" if server and server.stopped() else None,
-            "the server does not answer" if server and not answering else None,
-            "the worker is not running" if worker is None else None,
-            "the worker polls another server" if server and worker and
-            worker.url != server.url else None,
-        ) if p]
+        problems = [
+            p
+            for p in (
+                problem,
+                "the server is not running" if server is None else None,
+                "the server is suspended (SIGSTOP)" if server and server.stopped() else None,
+                "the server does not answer" if server and not answering else None,
+                "the worker is not running" if worker is None else None,
+                "the worker polls another server"
+                if server and worker and worker.url != server.url
+                else None,
+            )
+            if p
+        ]
         return {
             "mode": "embedded",
             "api_url": server.url if answering else None,
@@ -246,16 +253,20 @@ class EmbeddedPrefect:
         if _healthy(server.url):
             return server
         why = "is suspended (SIGSTOP)" if server.stopped() else "does not answer"
-        _say(f"the local Prefect server (pid {server.pid}) {why}; waiting up to "
-             f"{_SERVER_START_TIMEOUT:.0f} s for it (PBE_SERVER_START_TIMEOUT).")
+        _say(
+            f"the local Prefect server (pid {server.pid}) {why}; waiting up to "
+            f"{_SERVER_START_TIMEOUT:.0f} s for it (PBE_SERVER_START_TIMEOUT)."
+        )
         deadline = time.monotonic() + _SERVER_START_TIMEOUT
         while time.monotonic() < deadline and server.alive():
             if _healthy(server.url):
                 return server
             time.sleep(1.0)
         if server.alive():
-            _say(f"the local Prefect server (pid {server.pid}) did not answer in time; "
-                 "replacing it and its worker.")
+            _say(
+                f"the local Prefect server (pid {server.pid}) did not answer in time; "
+                "replacing it and its worker."
+            )
         return None
 
     def _stop_all(self, state: State) -> None:
@@ -283,8 +294,17 @@ class EmbeddedPrefect:
             port = _free_port()
             url = f"http://127.0.0.1:{port}/api"
             env["PREFECT_UI_API_URL"] = url  # the UI's own calls (else :4200, another server)
-            cmd = [sys.executable, "-m", "prefect", "server", "start",
-                   "--host", "127.0.0.1", "--port", str(port)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
             process = self._spawn(cmd, env, log)
             lower_priority(process.pid)
             proc = Proc.of(process.pid, url)
@@ -308,8 +328,19 @@ class EmbeddedPrefect:
         env = self._base_env()
         env["PREFECT_API_URL"] = url
         env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")  # pick jobs up within a second
-        cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", work_pool_name(),
-               "--type", "process", "--name", f"pbe-{os.getpid()}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "prefect",
+            "worker",
+            "start",
+            "--pool",
+            work_pool_name(),
+            "--type",
+            "process",
+            "--name",
+            f"pbe-{os.getpid()}",
+        ]
         process = self._spawn(cmd, env, self.state_dir / "worker.log")
         return Proc.of(process.pid, url)
 
@@ -325,8 +356,13 @@ class EmbeddedPrefect:
     def _spawn(self, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         with open(log, "ab") as out:
             return subprocess.Popen(
-                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=str(self.state_dir), start_new_session=True,
+                cmd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(self.state_dir),
+                start_new_session=True,
             )
 
     @contextlib.contextmanager

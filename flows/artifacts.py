@@ -29,6 +29,7 @@ _STATUS_ORDER = {"failed": 0, "canceled": 1, "succeeded": 2}
 def artifact_key(endpoint: str | None, deployment: str, kind: str) -> str:
     """``<endpoint>--<deployment>-<kind>`` as a Prefect artifact key (lowercase letters,
     digits and dashes); ``<deployment>-<kind>`` for a job run without an endpoint."""
+
     def slug(text: str) -> str:
         return re.sub(r"-{3,}", "--", re.sub(r"[^a-z0-9-]+", "-", text.lower())).strip("-")
 
@@ -97,8 +98,10 @@ class JobSummary:
 def table_rows(results: Sequence[MiniBatchResult]) -> tuple[list[dict[str, Any]], int]:
     """The table's rows (failed, then canceled, then succeeded; capped) and how many were
     left out."""
-    rows = sorted(mini_batch_rows(results),
-                  key=lambda r: (_STATUS_ORDER.get(r["status"], 3), r["mini_batch_id"]))
+    rows = sorted(
+        mini_batch_rows(results),
+        key=lambda r: (_STATUS_ORDER.get(r["status"], 3), r["mini_batch_id"]),
+    )
     for row in rows:
         if len(row["error_message"]) > 300:
             row["error_message"] = row["error_message"][:300] + " …"
@@ -146,8 +149,11 @@ def render_summary(summary: JobSummary, status: str, message: str) -> str:
         f"- **Reports:** `processed_mini-batches.csv`, `errors.txt` and the script's own "
         f"output (`user/`) in `{logs}`",
         f"- **Error threshold:** {summary.error_threshold}"
-        + (" (never stops the job)" if summary.error_threshold < 0 else
-           f" failed items (this job: {counts.items_failed})"),
+        + (
+            " (never stops the job)"
+            if summary.error_threshold < 0
+            else f" failed items (this job: {counts.items_failed})"
+        ),
         "",
         "## Time per phase",
         "",
@@ -163,7 +169,9 @@ def render_summary(summary: JobSummary, status: str, message: str) -> str:
     if not groups:
         lines.append("No failed attempts.")
     else:
-        lines += ["| category | failed attempts | mini-batches | first message |",
-                  "| --- | ---: | ---: | --- |"]
+        lines += [
+            "| category | failed attempts | mini-batches | first message |",
+            "| --- | ---: | ---: | --- |",
+        ]
         lines += [f"| {c} | {a} | {m} | {_cell(text)} |" for c, a, m, text in groups]
     return "\n".join(lines) + "\n"

@@ -15,9 +15,14 @@ from blocks.errors import SpecError
 
 _EXTRA_HINT = 'pip install "prefect-batch-endpoints[azure]" (adlfs)'
 _DENIED_CODES = {
-    "AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch",
-    "AuthorizationResourceTypeMismatch", "InsufficientAccountPermissions",
-    "NoAuthenticationInformation", "PublicAccessNotPermitted", "InvalidAuthenticationInfo",
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "AuthorizationPermissionMismatch",
+    "AuthorizationResourceTypeMismatch",
+    "InsufficientAccountPermissions",
+    "NoAuthenticationInformation",
+    "PublicAccessNotPermitted",
+    "InvalidAuthenticationInfo",
 }
 _CREDENTIALS_HINT = (
     "check the datastore's account_key or sas_token, or the SAS token in the URL "
@@ -94,17 +99,22 @@ def explain(
             f"{blob.account.upper()} if it points at an emulator or private endpoint"
         )
     missing = (
-        "ResourceNotFoundError" in names or 404 in statuses
+        "ResourceNotFoundError" in names
+        or 404 in statuses
         or any(isinstance(e, FileNotFoundError) for e in chain)
     )
     if missing and anonymous and "ContainerNotFound" not in codes:
         return "not found by an anonymous reader (missing, or not public)", (
-            "check the path; " + _ANONYMOUS_HINT.replace("the container is not public: ", "if "
-                                                         "the container is private, ")
+            "check the path; "
+            + _ANONYMOUS_HINT.replace(
+                "the container is not public: ", "if the container is private, "
+            )
         )
     if missing:
-        if "ContainerNotFound" in codes or not blob.path.strip("/") or (
-            _container_missing(blob, storage_options)
+        if (
+            "ContainerNotFound" in codes
+            or not blob.path.strip("/")
+            or (_container_missing(blob, storage_options))
         ):
             return f"container '{blob.container}' does not exist", (
                 "check the container name (it is never created)"

@@ -168,10 +168,14 @@ def batch_score(
     source = Location(*datastores.resolve(source_uri))
     output = Location(*datastores.resolve(output_path or default_output_path(job_name)))
     target = output.join(settings.output_file_name) if append_rows else None
-    previous = job_to_resume(output, job_name, resume=resume,
-                             retried=(flow_run.get_run_count() or 1) > 1)
-    check_output(output, settings.output_file_name if append_rows else None,
-                 own_claim=job_name if previous is not None else None)
+    previous = job_to_resume(
+        output, job_name, resume=resume, retried=(flow_run.get_run_count() or 1) > 1
+    )
+    check_output(
+        output,
+        settings.output_file_name if append_rows else None,
+        own_claim=job_name if previous is not None else None,
+    )
 
     files = list_input(source, input_type)
     plan = plan_mini_batches(files, settings.mini_batch_size)
@@ -198,15 +202,28 @@ def batch_score(
     with contextlib.ExitStack() as on_error:
         on_error.push(releases)  # released now if the record cannot be written
         journal = JobJournal.begin(
-            previous=previous, committed=committed, job_name=job_name, output=output,
-            staging=staging, input_display=mask(input), input_type=input_type, stamps=stamps,
-            settings=settings, plan=plan, output_file=target.display if target else None,
-            flow_run_id=flow_run.get_id())
+            previous=previous,
+            committed=committed,
+            job_name=job_name,
+            output=output,
+            staging=staging,
+            input_display=mask(input),
+            input_type=input_type,
+            stamps=stamps,
+            settings=settings,
+            plan=plan,
+            output_file=target.display if target else None,
+            flow_run_id=flow_run.get_id(),
+        )
         on_error.pop_all()
     todo = journal.remaining(plan)
     if journal.resumed:
-        logger.info("Job %s resumed: %d mini-batches already committed, %d to score.",
-                    job_name, len(plan) - len(todo), len(todo))
+        logger.info(
+            "Job %s resumed: %d mini-batches already committed, %d to score.",
+            job_name,
+            len(plan) - len(todo),
+            len(todo),
+        )
     job = ScoringJob(
         name=job_name,
         process=_process_spec(resolved, settings, job_name, os.path.abspath(script_output)),
@@ -216,9 +233,15 @@ def batch_score(
         input_storage_options=source.storage_options,
         logs=output.join("logs"),
     )
-    summary = JobSummary(job_name, resolved.endpoint, resolved.name, output,
-                         str(target) if target is not None else None,
-                         settings.error_threshold, phases)
+    summary = JobSummary(
+        job_name,
+        resolved.endpoint,
+        resolved.name,
+        output,
+        str(target) if target is not None else None,
+        settings.error_threshold,
+        phases,
+    )
     progress = JobProgress(job_name, summary.key("progress"), len(plan), len(files))
 
     def report_progress(results: list[MiniBatchResult], total: int) -> None:
@@ -263,8 +286,12 @@ def batch_score(
         progress(results)  # the final counts in the progress artifact, early stops included
         _publish_counts(counts, logger)
         check_outcome(
-            counts, results, failures, error_threshold=settings.error_threshold,
-            append_rows=append_rows, report=output.join("logs", "errors.txt").display,
+            counts,
+            results,
+            failures,
+            error_threshold=settings.error_threshold,
+            append_rows=append_rows,
+            report=output.join("logs", "errors.txt").display,
         )
         if target is not None:
             merge_output(staging, results, target)
@@ -308,5 +335,6 @@ def batch_score(
     return Completed(message=message, data=result)
 
 
-batch_score = _SecretSafeFlow(batch_score, name="batch-score", log_prints=True,
-                              persist_result=False)
+batch_score = _SecretSafeFlow(
+    batch_score, name="batch-score", log_prints=True, persist_result=False
+)

@@ -54,12 +54,14 @@ def claim_output(target: Location, job_name: str, *, own: bool = False) -> Itera
     With ``own`` (a resume), a claim left by this job's name is taken over.
     """
     claim = claim_of(target)
-    record = json.dumps({
-        "job": job_name,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "claimed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }).encode()
+    record = json.dumps(
+        {
+            "job": job_name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "claimed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    ).encode()
     taken = _create_exclusively(claim, record)
     if not taken and own and holder_of(target) == job_name:
         claim.write_atomic([record])  # its own leftover: the earlier run of this job died

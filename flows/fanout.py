@@ -172,7 +172,8 @@ def _score(
             )
             _stop(client, job, futures)
             ended = [
-                f for f in futures
+                f
+                for f in futures
                 if f.status in ("finished", "error") and by_key[f.key].index not in results
             ]  # those that were on a worker: reported as they ended, not as canceled
             for mini_batch, result in _results_of(client, ended, by_key):

@@ -42,8 +42,11 @@ def fingerprint(source: Location, files: Sequence[str]) -> list[FileStamp]:
         else:
             entries = fs.ls(path.rstrip("/"), detail=True)
     by_name = {e["name"].rstrip("/").rsplit("/", 1)[-1]: e for e in entries}
-    return [_remote_stamp(name, by_name[name]) for name in
-            (uri.rsplit("/", 1)[-1] for uri in files) if name in wanted and name in by_name]
+    return [
+        _remote_stamp(name, by_name[name])
+        for name in (uri.rsplit("/", 1)[-1] for uri in files)
+        if name in wanted and name in by_name
+    ]
 
 
 def _local(files: Sequence[str]) -> list[FileStamp]:
@@ -61,8 +64,14 @@ def _local(files: Sequence[str]) -> list[FileStamp]:
 
 
 def _remote_stamp(name: str, entry: dict) -> FileStamp:
-    stamp = (entry.get("ETag") or entry.get("etag") or entry.get("LastModified")
-             or entry.get("last_modified") or entry.get("mtime") or "")
+    stamp = (
+        entry.get("ETag")
+        or entry.get("etag")
+        or entry.get("LastModified")
+        or entry.get("last_modified")
+        or entry.get("mtime")
+        or ""
+    )
     return FileStamp(name, int(entry.get("size") or 0), str(stamp).strip('"'))
 
 
@@ -100,8 +109,11 @@ class InputChanges:
 
     def describe(self, shown: int = 5) -> str:
         parts = []
-        for label, names in (("changed", self.changed), ("added", self.added),
-                             ("removed", self.removed)):
+        for label, names in (
+            ("changed", self.changed),
+            ("added", self.added),
+            ("removed", self.removed),
+        ):
             if names:
                 more = f" and {len(names) - shown} more" if len(names) > shown else ""
                 parts.append(f"{label}: {', '.join(names[:shown])}{more}")

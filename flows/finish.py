@@ -48,8 +48,7 @@ def check_outcome(
         if append_rows and counts.items and counts.items_succeeded == 0:
             raise NoSucceededItems(
                 f"No item succeeded ({counts.summary()}).",
-                hint="logs/errors.txt beside the output has each failed attempt with its "
-                "traceback",
+                hint="logs/errors.txt beside the output has each failed attempt with its traceback",
             )
     except JobFailed as failed:
         raise failed.explained(failure_cause(failures), report) from None

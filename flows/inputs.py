@@ -37,12 +37,14 @@ def list_input(location: Location, input_type: InputType = "uri_folder") -> list
         return [_single_file(location)]
     if input_type != "uri_folder":
         raise InputError(
-            location.display, f"unknown input type '{input_type}'",
+            location.display,
+            f"unknown input type '{input_type}'",
             hint="use uri_folder or uri_file",
         )
     if is_http(location.uri):
-        raise InputError(location.display, "folders cannot be listed over http(s)",
-                         hint=_HTTP_FOLDER_HINT)
+        raise InputError(
+            location.display, "folders cannot be listed over http(s)", hint=_HTTP_FOLDER_HINT
+        )
     if location.remote:
         return _list_remote_folder(location)
     return _list_local_folder(location)
@@ -54,15 +56,17 @@ def check_remote_input(location: Location, input_type: InputType) -> None:
         _single_file(location)
         return
     if is_http(location.uri):
-        raise InputError(location.display, "folders cannot be listed over http(s)",
-                         hint=_HTTP_FOLDER_HINT)
+        raise InputError(
+            location.display, "folders cannot be listed over http(s)", hint=_HTTP_FOLDER_HINT
+        )
     fs, path = location.filesystem()
     with location.errors(as_input=True):
         fs.invalidate_cache(path.rstrip("/"))
         info = fs.info(path.rstrip("/"))
     if info["type"] == "file":
-        raise InputError(location.display, "is a file, not a folder",
-                         hint="use --input-type uri_file")
+        raise InputError(
+            location.display, "is a file, not a folder", hint="use --input-type uri_file"
+        )
 
 
 def _single_file(location: Location) -> str:
@@ -71,15 +75,17 @@ def _single_file(location: Location) -> str:
         with location.errors(as_input=True):
             info = fs.info(path)
         if info["type"] != "file":
-            raise InputError(location.display, "is a folder, not a file",
-                             hint="use --input-type uri_folder")
+            raise InputError(
+                location.display, "is a folder, not a file", hint="use --input-type uri_folder"
+            )
         return location.uri
     path = local_path(location.uri)
     if not os.path.exists(path):
         raise InputError(location.display, "does not exist", hint="check the path")
     if not os.path.isfile(path):
-        raise InputError(location.display, "is a folder, not a file",
-                         hint="use --input-type uri_folder")
+        raise InputError(
+            location.display, "is a folder, not a file", hint="use --input-type uri_folder"
+        )
     return os.path.abspath(path)
 
 
@@ -88,8 +94,9 @@ def _list_local_folder(location: Location) -> list[str]:
     if not os.path.exists(folder):
         raise InputError(location.display, "does not exist", hint="check the path")
     if not os.path.isdir(folder):
-        raise InputError(location.display, "is a file, not a folder",
-                         hint="use --input-type uri_file")
+        raise InputError(
+            location.display, "is a file, not a folder", hint="use --input-type uri_file"
+        )
     names: list[str] = []
     folders = 0
     with os.scandir(folder) as entries:

@@ -61,9 +61,12 @@ def read_running_counts(client: Any, flow_run_id: UUID) -> dict[str, int]:
     from prefect.client.schemas.sorting import ArtifactSort
 
     artifacts = client.read_artifacts(
-        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
-                                       type=ArtifactFilterType(any_=["progress"])),
-        sort=ArtifactSort.UPDATED_DESC, limit=1,
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            type=ArtifactFilterType(any_=["progress"]),
+        ),
+        sort=ArtifactSort.UPDATED_DESC,
+        limit=1,
     )
     return running_counts(artifacts[0].description) if artifacts else {}
 

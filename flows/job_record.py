@@ -103,9 +103,14 @@ class JobRecord:
             "input_files": self.input_files,
             "mini_batch_size": self.mini_batch_size,
             "attempts": [
-                {"flow_run_id": a.flow_run_id, "started": a.started, "ended": a.ended,
-                 "status": a.status, "mini_batches_scored": a.mini_batches_scored,
-                 "mini_batches_skipped": a.mini_batches_skipped}
+                {
+                    "flow_run_id": a.flow_run_id,
+                    "started": a.started,
+                    "ended": a.ended,
+                    "status": a.status,
+                    "mini_batches_scored": a.mini_batches_scored,
+                    "mini_batches_skipped": a.mini_batches_skipped,
+                }
                 for a in self.attempts
             ],
         }

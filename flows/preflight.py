@@ -29,8 +29,7 @@ def check_input(location: Location, input_type: InputType) -> None:
         list_input(location, input_type)
 
 
-def check_output(output: Location, file_name: str | None, *,
-                 own_claim: str | None = None) -> None:
+def check_output(output: Location, file_name: str | None, *, own_claim: str | None = None) -> None:
     """Refuse an output folder the job could not write its file into (before it starts).
 
     ``own_claim``: the job being resumed, whose own leftover claim is no obstacle.
@@ -50,14 +49,21 @@ def check_output(output: Location, file_name: str | None, *,
 def _check_local_folder(path: str, shown: str) -> None:
     path = os.path.abspath(path)
     if os.path.isfile(path):
-        raise StorageError(shown, "the output path is a file, not a folder",
-                           hint="give --output-path a folder (it is created if missing)")
+        raise StorageError(
+            shown,
+            "the output path is a file, not a folder",
+            hint="give --output-path a folder (it is created if missing)",
+        )
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        raise StorageError(shown, f"the output path lies under a file ({existing})",
-                           hint="give --output-path a folder that is not inside a file")
+        raise StorageError(
+            shown,
+            f"the output path lies under a file ({existing})",
+            hint="give --output-path a folder that is not inside a file",
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise StorageError(shown, f"no permission to write in {existing}",
-                           hint="choose a folder you can write to")
+        raise StorageError(
+            shown, f"no permission to write in {existing}", hint="choose a folder you can write to"
+        )

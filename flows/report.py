@@ -65,12 +65,12 @@ def render_errors(failures: Sequence[AttemptRecord]) -> bytes:
     blocks = []
     for f in failures:
         files = "\n".join(f"    {name}" for name in f.files)
+        # failed items of a succeeded attempt have reasons, not a traceback; nothing stopped
+        trace = f.traceback or ("" if f.category == ErrorCategory.ITEM_ERROR else _STOPPED)
         blocks.append(
             f"=== mini-batch {f.mini_batch_id}, attempt {f.attempt} ({f.category})"
             f"{' on ' + f.process if f.process else ''}\n"
-            f"{f.detail}\nfiles:\n{files}\n"
-            f"{f.traceback or ('' if f.category == ErrorCategory.ITEM_ERROR else _STOPPED)}"
-            .rstrip()
+            f"{f.detail}\nfiles:\n{files}\n{trace}".rstrip()
             + "\n"
         )
     return "\n".join(blocks).encode()

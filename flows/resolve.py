@@ -79,8 +79,9 @@ def resolve_spec(
         )
     if spec.code_configuration is None:
         try:
-            code_dir, script = builtin_code(spec.model.path, model_type=spec.model.type,
-                                            label=f"'{spec.model.name}'")
+            code_dir, script = builtin_code(
+                spec.model.path, model_type=spec.model.type, label=f"'{spec.model.name}'"
+            )
         except SpecError as exc:
             raise SpecError(exc.message, source=spec.name, key=exc.key, hint=exc.hint) from None
         report = check_model_folder(spec.model.path)  # what create checks; the scorer does not
@@ -131,7 +132,9 @@ def resolve_endpoint(endpoint: str, deployment_name: str | None = None) -> Resol
     for path, key in ((code_dir, "code_configuration.code"), (block.model_dir, "model")):
         if not os.path.isdir(path):
             raise SpecError(
-                f"'{path}' is gone from the workspace", source=label, key=key,
+                f"'{path}' is gone from the workspace",
+                source=label,
+                key=key,
                 hint="Re-create the deployment: pbe batch-deployment create --file ... "
                 f"--endpoint-name {found.name}",
             )

@@ -42,8 +42,9 @@ class MiniBatchResult:
     @classmethod
     def canceled(cls, index: int, total_items: int) -> MiniBatchResult:
         """A mini-batch that never ran because the job stopped first."""
-        return cls(index, total_items, 0, total_items, 0, "canceled",
-                   error_category=ErrorCategory.CANCELED)
+        return cls(
+            index, total_items, 0, total_items, 0, "canceled", error_category=ErrorCategory.CANCELED
+        )
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,15 @@ class AttemptRecord:
 
     @classmethod
     def of(cls, error: MiniBatchAttemptError) -> AttemptRecord:
-        return cls(int(error.mini_batch_id), error.attempt, error.category, error.detail,
-                   tuple(error.files), error.process, error.traceback)
+        return cls(
+            int(error.mini_batch_id),
+            error.attempt,
+            error.category,
+            error.detail,
+            tuple(error.files),
+            error.process,
+            error.traceback,
+        )
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self)).encode()
@@ -69,8 +77,13 @@ class AttemptRecord:
     @classmethod
     def from_json(cls, data: bytes) -> AttemptRecord:
         fields = json.loads(data)
-        return cls(**{**fields, "category": ErrorCategory(fields["category"]),
-                      "files": tuple(fields["files"])})
+        return cls(
+            **{
+                **fields,
+                "category": ErrorCategory(fields["category"]),
+                "files": tuple(fields["files"]),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -138,8 +151,10 @@ def failure_cause(failures: Sequence[AttemptRecord]) -> str | None:
     by_category = Counter(f.category for f in failures)
     category, count = by_category.most_common(1)[0]
     first = next(f for f in failures if f.category == category)
-    return (f"{first.detail} ({category}, mini-batch {first.mini_batch_id}; {count} of "
-            f"{len(failures)} failed attempt{'s' if len(failures) > 1 else ''})")
+    return (
+        f"{first.detail} ({category}, mini-batch {first.mini_batch_id}; {count} of "
+        f"{len(failures)} failed attempt{'s' if len(failures) > 1 else ''})"
+    )
 
 
 class JobResult(BaseModel):
@@ -158,6 +173,7 @@ class JobResult(BaseModel):
     cluster_seconds: float = Field(description="Time to start (or reach) the Dask cluster.")
     scoring_seconds: float = Field(description="Time from the first submission to the last result.")
     mini_batches_skipped: int = Field(
-        default=0, description="Mini-batches committed by an earlier run, not scored again.")
+        default=0, description="Mini-batches committed by an earlier run, not scored again."
+    )
     record: str | None = Field(default=None, description="The job's record (logs/job.json).")
     message: str

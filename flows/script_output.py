@@ -78,7 +78,13 @@ class ScriptLog:
         self.logger.warning(
             "The script wrote %d more lines (%s) than the %d sent here per mini-batch; "
             "all of them are in %s/stdout/%s and %s/stderr/%s.",
-            total, streams, self.budget, where, name, where, name,
+            total,
+            streams,
+            self.budget,
+            where,
+            name,
+            where,
+            name,
         )
 
 
@@ -143,4 +149,3 @@ class ProcessFiles:
                     fs.put_file(self._path(stream), path)
         finally:
             shutil.rmtree(self._local, ignore_errors=True)
-

@@ -36,24 +36,31 @@ class JobStaging:
         name = f"{record.mini_batch_id:09d}-{record.attempt:03d}.json"
         self.root.join("attempts", name).write_atomic([record.to_json()])
 
-    def record_item_failures(self, mini_batch_id: str | int, attempt: int, process: str,
-                             files: list[str], detail: str) -> None:
+    def record_item_failures(
+        self, mini_batch_id: str | int, attempt: int, process: str, files: list[str], detail: str
+    ) -> None:
         """Files a succeeded attempt's run() named as failed (category ``item_error``)."""
-        record = AttemptRecord(int(mini_batch_id), attempt, ErrorCategory.ITEM_ERROR, detail,
-                               tuple(files), process)
+        record = AttemptRecord(
+            int(mini_batch_id), attempt, ErrorCategory.ITEM_ERROR, detail, tuple(files), process
+        )
         name = f"{record.mini_batch_id:09d}-{attempt:03d}-items.json"
         self.root.join("attempts", name).write_atomic([record.to_json()])
 
     def failures(self) -> list[AttemptRecord]:
         """Every failed attempt recorded so far, by mini-batch then attempt."""
         folder = self.root.join("attempts")
-        return [AttemptRecord.from_json(folder.join(name).read_bytes())
-                for name in sorted(folder.list_names())]
+        return [
+            AttemptRecord.from_json(folder.join(name).read_bytes())
+            for name in sorted(folder.list_names())
+        ]
 
     def committed(self) -> frozenset[int]:
         """The indices of the committed mini-batches, from one listing of ``parts/``."""
-        return frozenset(int(name[:-5]) for name in self.root.join("parts").list_names()
-                         if name.endswith(".rows") and name[:-5].isdigit())
+        return frozenset(
+            int(name[:-5])
+            for name in self.root.join("parts").list_names()
+            if name.endswith(".rows") and name[:-5].isdigit()
+        )
 
     def rows(self, indices: Iterable[int], chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Stream the committed rows of ``indices``, in that order."""

@@ -37,8 +37,13 @@ _NO_CREDENTIALS_HINT = (
     "AWS_SECRET_ACCESS_KEY (or an AWS profile)"
 )
 _UNREACHABLE = {
-    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
-    "ClientConnectorError", "ClientConnectionError", "ServerDisconnectedError",
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ConnectionClosedError",
+    "ClientConnectorError",
+    "ClientConnectionError",
+    "ServerDisconnectedError",
     "ServerTimeoutError",
 }
 

@@ -64,8 +64,9 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
             with state.pool.borrow(job.process, job.fork_server) as process:
                 process_name = f"{socket.gethostname()}:{process.pid}"
                 script(process.take_init_logs())
-                outcome = process.run(paths, timeout=job.timeout, want_rows=job.append_rows,
-                                      on_output=script)
+                outcome = process.run(
+                    paths, timeout=job.timeout, want_rows=job.append_rows, on_output=script
+                )
     except ScoringFailure as failure:
         script(failure.logs)
         error = _attempt_error(job, mini_batch, attempt, failure, process_name)
@@ -79,13 +80,21 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
     if error is not None:
         job.staging.record_failure(error)
         if error.traceback:  # the script's own traceback, once per failed attempt
-            logger.error("Mini-batch %s attempt %d: %s\n%s", mini_batch.id, attempt,
-                         error.detail, error.traceback.rstrip())
+            logger.error(
+                "Mini-batch %s attempt %d: %s\n%s",
+                mini_batch.id,
+                attempt,
+                error.detail,
+                error.traceback.rstrip(),
+            )
         raise error
 
     named = outcome.failed_items
-    counts = ItemCounts(total=len(mini_batch), returned=outcome.returned,
-                        named_failures=None if named is None else len(named))
+    counts = ItemCounts(
+        total=len(mini_batch),
+        returned=outcome.returned,
+        named_failures=None if named is None else len(named),
+    )
     item_error = _item_failures(job, mini_batch, attempt, process_name, paths, named or [])
     for line in item_error.splitlines()[1:]:
         logger.warning("Mini-batch %s: %s", mini_batch.id, line)
@@ -122,8 +131,14 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
     )
 
 
-def _item_failures(job: ScoringJob, mini_batch: MiniBatch, attempt: int, process: str,
-                   paths: list[str], failed: list[tuple[str, str]]) -> str:
+def _item_failures(
+    job: ScoringJob,
+    mini_batch: MiniBatch,
+    attempt: int,
+    process: str,
+    paths: list[str],
+    failed: list[tuple[str, str]],
+) -> str:
     """Record the files run() named as failed (errors.txt); a summary line, then one per file."""
     if not failed:
         return ""

@@ -137,8 +137,7 @@ def register(
     user_logs: UserLogFiles | None = None,
 ) -> None:
     """Install the job's plugin on every worker (and on workers that join later)."""
-    client.register_plugin(JobWorkerPlugin(name, spec, counts, fork_server, user_logs),
-                           name=name)
+    client.register_plugin(JobWorkerPlugin(name, spec, counts, fork_server, user_logs), name=name)
 
 
 def close(client: distributed.Client, name: str) -> dict[str, list[str]]:

@@ -229,6 +229,6 @@ class PipeLogHandler(logging.Handler):
         try:
             data = (json.dumps([record.levelno, self.format(record)]) + "\n").encode()
             while data:
-                data = data[os.write(self.fd, data):]
+                data = data[os.write(self.fd, data) :]
         except Exception:  # pragma: no cover - logging must never break scoring
             pass

@@ -264,7 +264,7 @@ def _conda_version_and_build(rest: str) -> tuple[str, str | None]:
         return version, build.strip() or None
     if rest.startswith("="):
         operator = "==" if rest.startswith("==") else "="
-        version, _, build = rest[len(operator):].partition("=")
+        version, _, build = rest[len(operator) :].partition("=")
         return operator + version, build or None
     return rest, None
 
@@ -277,7 +277,7 @@ def _conda_clause(clause: str, *, exact: bool) -> str:
     """One conda version clause in PEP 440: ``=1.2`` → ``==1.2.*``, ``1.2*`` → ``==1.2.*``."""
     for operator in ("==", "!=", ">=", "<=", "~=", ">", "<"):
         if clause.startswith(operator):
-            version = clause[len(operator):]
+            version = clause[len(operator) :]
             if "*" in version:
                 version = _wildcard(version) if operator in ("==", "!=") else version.rstrip(".*")
             return operator + version
@@ -348,7 +348,7 @@ def _included_file(text: str) -> str | None:
     line = _strip_comment(text)
     for option in ("--requirement", "-r"):
         if line.startswith(option):
-            rest = line[len(option):]
+            rest = line[len(option) :]
             if rest[:1] in (" ", "\t", "="):
                 return rest.lstrip(" \t=").strip() or None
             if option == "-r" and rest:
@@ -402,8 +402,11 @@ def read_requirements_file(path: str | Path) -> list[Requirement]:
 def _read_requirements(path: str | Path) -> _Read:
     path = Path(path)
     if not path.is_file():
-        raise SpecError(f"'{path}' does not exist", source=str(path),
-                        hint="Give the path of a pip requirements file.")
+        raise SpecError(
+            f"'{path}' does not exist",
+            source=str(path),
+            hint="Give the path of a pip requirements file.",
+        )
     read = _Read()
     read.include(path, path, str(path))
     return read
@@ -476,9 +479,13 @@ def check_model_folder(path: str | Path) -> EnvironmentReport | None:
 
 
 #: Version keys of MLflow flavors and the distribution each names (``sklearn_version`` …).
-_FLAVOR_VERSIONS = {"sklearn_version": "scikit-learn", "xgb_version": "xgboost",
-                    "lgb_version": "lightgbm", "pytorch_version": "torch",
-                    "cloudpickle_version": "cloudpickle"}
+_FLAVOR_VERSIONS = {
+    "sklearn_version": "scikit-learn",
+    "xgb_version": "xgboost",
+    "lgb_version": "lightgbm",
+    "pytorch_version": "torch",
+    "cloudpickle_version": "cloudpickle",
+}
 
 
 def saved_version_warnings(path: str | Path) -> list[str]:

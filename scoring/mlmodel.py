@@ -86,8 +86,12 @@ class MLflowModel:
     def record(self) -> dict[str, Any]:
         """The registry's view: flavors, signature {inputs, outputs}, requirements."""
         signature = self.signature.raw if self.signature else None
-        return {"flavors": self.flavors, "signature": signature,
-                "requirements": self.requirements, "mlflow_version": self.mlflow_version}
+        return {
+            "flavors": self.flavors,
+            "signature": signature,
+            "requirements": self.requirements,
+            "mlflow_version": self.mlflow_version,
+        }
 
 
 def mlflow_model_folder(path: str | Path) -> Path | None:
@@ -105,9 +109,12 @@ def mlflow_model_folder(path: str | Path) -> Path | None:
 
 
 def _refuse(path: Path, problem: str) -> SpecError:
-    return SpecError(f"'{path}' is not an MLflow model: {problem}", key="path",
-                     hint="Give the folder mlflow.<flavor>.save_model wrote (it holds MLmodel), "
-                     "or register it with --type custom_model.")
+    return SpecError(
+        f"'{path}' is not an MLflow model: {problem}",
+        key="path",
+        hint="Give the folder mlflow.<flavor>.save_model wrote (it holds MLmodel), "
+        "or register it with --type custom_model.",
+    )
 
 
 def read_mlmodel(path: str | Path) -> MLflowModel:
@@ -126,10 +133,13 @@ def read_mlmodel(path: str | Path) -> MLflowModel:
     flavors = data.get("flavors")
     if not isinstance(flavors, dict) or not flavors:
         raise _refuse(given, "MLmodel has no 'flavors' mapping")
-    return MLflowModel(folder=folder, flavors=flavors,
-                       signature=_signature(data.get("signature"), given),
-                       requirements=_requirements(folder),
-                       mlflow_version=data.get("mlflow_version"))
+    return MLflowModel(
+        folder=folder,
+        flavors=flavors,
+        signature=_signature(data.get("signature"), given),
+        requirements=_requirements(folder),
+        mlflow_version=data.get("mlflow_version"),
+    )
 
 
 def _signature(data: Any, path: Path) -> Signature | None:
@@ -153,11 +163,14 @@ def _spec(item: Any, path: Path, part: str) -> ColumnSpec | TensorSpec:
         raise _refuse(path, f"MLmodel signature.{part} has an entry without a type: {item!r}")
     if item["type"] == "tensor":
         tensor = item.get("tensor-spec") or {}
-        return TensorSpec(dtype=str(tensor.get("dtype", "float64")),
-                          shape=tuple(int(n) for n in tensor.get("shape") or ()),
-                          name=item.get("name"))
-    return ColumnSpec(name=item.get("name"), type=str(item["type"]),
-                      required=bool(item.get("required", True)))
+        return TensorSpec(
+            dtype=str(tensor.get("dtype", "float64")),
+            shape=tuple(int(n) for n in tensor.get("shape") or ()),
+            name=item.get("name"),
+        )
+    return ColumnSpec(
+        name=item.get("name"), type=str(item["type"]), required=bool(item.get("required", True))
+    )
 
 
 def _requirements(folder: Path) -> list[str]:

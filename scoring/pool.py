@@ -75,9 +75,7 @@ class ScoringProcessPool:
             elif not kept:
                 process.kill()
 
-    def prepare(
-        self, spec: ScoringProcessSpec, count: int, fork_server: str | None = None
-    ) -> int:
+    def prepare(self, spec: ScoringProcessSpec, count: int, fork_server: str | None = None) -> int:
         """Launch processes so that ``count`` are idle or starting for ``spec``; no waiting.
 
         Called when a job reaches this worker, so that interpreter start, imports and

@@ -123,11 +123,15 @@ class ScoringProcess:
                     self.spec, child_read, child_write, self.fork_server, output.child_fds
                 )
             except OSError as exc:  # the fork server is gone: spawn, as without one
-                logger.warning("fork server %s unavailable (%s); spawning the scoring "
-                               "process instead", self.fork_server, exc)
+                logger.warning(
+                    "fork server %s unavailable (%s); spawning the scoring process instead",
+                    self.fork_server,
+                    exc,
+                )
                 self.fork_server = None
-                self._child = start_child(self.spec, child_read, child_write, None,
-                                          output.child_fds)
+                self._child = start_child(
+                    self.spec, child_read, child_write, None, output.child_fds
+                )
         except BaseException:
             output.close()
             raise
@@ -156,8 +160,10 @@ class ScoringProcess:
             if failure.category != ErrorCategory.PROCESS_DIED or not self._never_forked():
                 failure.logs = self._take_output()
                 raise
-            logger.warning("fork server %s ended before forking; spawning the scoring "
-                           "process instead", self.fork_server)
+            logger.warning(
+                "fork server %s ended before forking; spawning the scoring process instead",
+                self.fork_server,
+            )
             self.fork_server = None
             self.launch()
             return self.wait_ready()

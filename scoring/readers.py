@@ -49,7 +49,8 @@ def read_input(path: str, signature: Signature | None = None) -> pd.DataFrame | 
         return read_image(path, signature.tensor if signature else None)
     shown = f"'{extension}'" if extension else "without an extension"
     raise InputFileError(
-        path, f"file type {shown} is not supported; the built-in MLflow scorer reads "
+        path,
+        f"file type {shown} is not supported; the built-in MLflow scorer reads "
         f"{', '.join(SUPPORTED_TYPES)}",
         hint="Remove the file from the input, or deploy with a scoring script that reads it.",
     )
@@ -82,7 +83,8 @@ def enforce_columns(frame: pd.DataFrame, columns: Sequence[ColumnSpec], path: st
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise InputFileError(
-            path, f"missing column {missing[0]!r}{more}, which the model's signature requires",
+            path,
+            f"missing column {missing[0]!r}{more}, which the model's signature requires",
             hint="Add the column to the file, or score files that have every signature column.",
         )
     changed = {}
@@ -105,15 +107,21 @@ def _cast(values: pd.Series, spec: ColumnSpec, path: str) -> pd.Series:
         if kind in _FLOATS:
             return numbers if numbers.dtype == _FLOATS[kind] else numbers.astype(_FLOATS[kind])
         _first_bad(values, numbers.isna(), spec, path, "the value is empty; {type} cannot be")
-        _first_bad(values, numbers != np.floor(numbers), spec, path,
-                   "{value} is not a whole number ({type})")
+        _first_bad(
+            values,
+            numbers != np.floor(numbers),
+            spec,
+            path,
+            "{value} is not a whole number ({type})",
+        )
         return numbers if numbers.dtype == _INTEGERS[kind] else numbers.astype(_INTEGERS[kind])
     if kind == "boolean":
         if pd.api.types.is_bool_dtype(values):
             return values
         words = values.astype(str).str.strip().str.lower()
-        truth = words.map({"true": True, "1": True, "1.0": True,
-                           "false": False, "0": False, "0.0": False})
+        truth = words.map(
+            {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
+        )
         _first_bad(values, truth.isna(), spec, path, _UNREADABLE)
         return truth.astype(bool)
     if kind == "datetime":
@@ -138,7 +146,8 @@ def _first_bad(values: pd.Series, bad: pd.Series, spec: ColumnSpec, path: str, w
     shown = repr(value) if isinstance(value, str) else str(value)
     reason = what.format(value="the empty value" if pd.isna(value) else shown, type=spec.type)
     raise InputFileError(
-        path, f"column {spec.name!r}, row {row}: {reason}",
+        path,
+        f"column {spec.name!r}, row {row}: {reason}",
         hint="Fix the value, or score the file with a model whose signature accepts it.",
     )
 
@@ -154,7 +163,8 @@ def read_image(path: str, tensor: TensorSpec | None = None) -> np.ndarray:
     shaped = _fit(pixels, tensor.shape)
     if shaped is None:
         raise InputFileError(
-            path, f"image of shape {pixels.shape} ({pixels.size} values) does not fit the "
+            path,
+            f"image of shape {pixels.shape} ({pixels.size} values) does not fit the "
             f"signature's tensor shape {list(tensor.shape)}",
             hint="Give images of the size the model was trained on, or resize them first.",
         )

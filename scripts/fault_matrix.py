@@ -48,9 +48,9 @@ SCRIPTS = {
     "syntax.py": "def init(:\n    pass\n",
     "no_run.py": "def init():\n    pass\n",
     "missing_module.py": "import not_installed_anywhere\ndef init(): pass\n"
-                         "def run(mb): return mb\n",
+    "def run(mb): return mb\n",
     "init_fails.py": "def init():\n    raise RuntimeError('no model here')\n"
-                     "def run(mb): return mb\n",
+    "def run(mb): return mb\n",
     "slow.py": "import time\ndef init(): pass\ndef run(mb):\n    time.sleep(30)\n    return mb\n",
 }
 
@@ -89,8 +89,14 @@ class Matrix:
 
     def pbe(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess | None:
         try:
-            return subprocess.run([sys.executable, "-m", "deployments.cli", *args], env=self.env,
-                                  capture_output=True, text=True, timeout=timeout, cwd=self.root)
+            return subprocess.run(
+                [sys.executable, "-m", "deployments.cli", *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=self.root,
+            )
         except subprocess.TimeoutExpired:
             return None
 
@@ -114,8 +120,9 @@ class Matrix:
 
     def job_fails(self, case: str, *args: str, expect: str) -> None:
         """A job that must end Failed, saying why (``expect``) and where the report is."""
-        done = self.pbe("batch-endpoint", "invoke", "--name", "matrix", *args, "--wait",
-                        timeout=600)
+        done = self.pbe(
+            "batch-endpoint", "invoke", "--name", "matrix", *args, "--wait", timeout=600
+        )
         if done is None:
             return self.record(case, "stuck", "the job did not end in 600 s")
         if done.returncode == 0:
@@ -150,7 +157,8 @@ def _project(root: Path) -> None:
         name = script.removesuffix(".py").replace("_", "-") + "-dpl"
         timeout = 5 if script == "slow.py" else 30
         (root / "project" / f"{name}.yml").write_text(
-            DEPLOYMENT.format(name=name, script=script, timeout=timeout))
+            DEPLOYMENT.format(name=name, script=script, timeout=timeout)
+        )
     (root / "model").mkdir()
     (root / "model" / "weights.txt").write_text("1\n")
     (root / "inputs").mkdir()
@@ -166,63 +174,209 @@ def run_matrix(root: Path) -> Matrix:
     _project(root)
     m = Matrix(root)
     inputs = str(root / "inputs")
-    m.works("set-up: model", "model", "create", "--name", "matrix-model", "--path",
-            str(root / "model"))
+    m.works(
+        "set-up: model", "model", "create", "--name", "matrix-model", "--path", str(root / "model")
+    )
     m.works("set-up: compute", "compute", "create", "-n", "matrix-cluster", "--type", "local")
     m.works("set-up: endpoint", "batch-endpoint", "create", "--name", "matrix")
     for script in SCRIPTS:
         name = script.removesuffix(".py").replace("_", "-") + "-dpl"
-        m.works(f"set-up: {name}", "batch-deployment", "create", "--file",
-                str(root / "project" / f"{name}.yml"), "--endpoint-name", "matrix",
-                *(["--set-default"] if script == "good.py" else []))
+        m.works(
+            f"set-up: {name}",
+            "batch-deployment",
+            "create",
+            "--file",
+            str(root / "project" / f"{name}.yml"),
+            "--endpoint-name",
+            "matrix",
+            *(["--set-default"] if script == "good.py" else []),
+        )
 
     # the management plane (the cases of tests/test_cli_errors.py and more)
     m.refused("unknown endpoint", "batch-endpoint", "show", "--name", "nope", expect="not found")
-    m.refused("unknown deployment", "batch-endpoint", "invoke", "--name", "matrix",
-              "--deployment-name", "nope-dpl", "--input", inputs, expect="not found")
-    m.refused("unknown model version", "model", "show", "--name", "matrix-model", "-v", "9",
-              expect="not found")
+    m.refused(
+        "unknown deployment",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--deployment-name",
+        "nope-dpl",
+        "--input",
+        inputs,
+        expect="not found",
+    )
+    m.refused(
+        "unknown model version",
+        "model",
+        "show",
+        "--name",
+        "matrix-model",
+        "-v",
+        "9",
+        expect="not found",
+    )
     m.refused("unknown compute", "compute", "show", "-n", "gpu", expect="not found")
-    m.refused("duplicate endpoint", "batch-endpoint", "create", "--name", "matrix",
-              expect="exists")
-    m.refused("missing YAML", "batch-endpoint", "create", "--file", str(root / "nope.yml"),
-              expect="cannot read")
+    m.refused("duplicate endpoint", "batch-endpoint", "create", "--name", "matrix", expect="exists")
+    m.refused(
+        "missing YAML",
+        "batch-endpoint",
+        "create",
+        "--file",
+        str(root / "nope.yml"),
+        expect="cannot read",
+    )
     m.refused("bad endpoint name", "batch-endpoint", "create", "--name", "9x", expect="name")
-    m.refused("bad --set key", "batch-endpoint", "invoke", "--name", "matrix", "--input",
-              inputs, "--set", "mini_batch_sise=3", expect="mini_batch_size")
-    m.refused("fixed setting per job", "batch-endpoint", "invoke", "--name", "matrix",
-              "--input", inputs, "--set", "max_concurrency_per_instance=3",
-              expect="cannot be changed per job")
-    m.refused("bad mini-batch size", "batch-endpoint", "invoke", "--name", "matrix", "--input",
-              inputs, "--mini-batch-size", "0", expect="mini_batch_size")
-    m.refused("bad cron", "batch-endpoint", "update", "--name", "matrix", "--schedule",
-              "every minute", "--schedule-input", inputs, expect="cron")
-    m.refused("bad --query", "batch-endpoint", "show", "--name", "matrix", "--query", "[[[",
-              expect="--query")
+    m.refused(
+        "bad --set key",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        inputs,
+        "--set",
+        "mini_batch_sise=3",
+        expect="mini_batch_size",
+    )
+    m.refused(
+        "fixed setting per job",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        inputs,
+        "--set",
+        "max_concurrency_per_instance=3",
+        expect="cannot be changed per job",
+    )
+    m.refused(
+        "bad mini-batch size",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        inputs,
+        "--mini-batch-size",
+        "0",
+        expect="mini_batch_size",
+    )
+    m.refused(
+        "bad cron",
+        "batch-endpoint",
+        "update",
+        "--name",
+        "matrix",
+        "--schedule",
+        "every minute",
+        "--schedule-input",
+        inputs,
+        expect="cron",
+    )
+    m.refused(
+        "bad --query",
+        "batch-endpoint",
+        "show",
+        "--name",
+        "matrix",
+        "--query",
+        "[[[",
+        expect="--query",
+    )
     m.refused("unknown job", "job", "show", "-n", "batchjob-never", expect="not found")
-    m.refused("delete without --yes", "batch-endpoint", "delete", "--name", "matrix",
-              expect="--yes")
+    m.refused(
+        "delete without --yes", "batch-endpoint", "delete", "--name", "matrix", expect="--yes"
+    )
     m.refused("missing option", "batch-endpoint", "show", expect="--name", usage=True)
     m.refused("unknown verb", "batch-endpoint", "explode", expect="explode", usage=True)
-    m.refused("unknown data asset", "batch-endpoint", "invoke", "--name", "matrix",
-              "--input", "azureml:nope@latest", expect="not found")
-    m.refused("unknown datastore", "batch-endpoint", "invoke", "--name", "matrix", "--input",
-              "azureml://datastores/nope/paths/x", expect="not found")
+    m.refused(
+        "unknown data asset",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        "azureml:nope@latest",
+        expect="not found",
+    )
+    m.refused(
+        "unknown datastore",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        "azureml://datastores/nope/paths/x",
+        expect="not found",
+    )
 
     # class 7 and 5: what can be checked at invoke
-    m.refused("missing input", "batch-endpoint", "invoke", "--name", "matrix", "--input",
-              str(root / "nope"), expect="does not exist")
-    m.refused("empty input folder", "batch-endpoint", "invoke", "--name", "matrix", "--input",
-              str(root / "empty"), expect="is empty")
-    m.refused("file as uri_folder", "batch-endpoint", "invoke", "--name", "matrix", "--input",
-              str(root / "a-file"), expect="uri_file")
-    m.refused("folder of folders", "batch-endpoint", "invoke", "--name", "matrix", "--input",
-              str(root / "nested"), expect="subfolders")
-    m.refused("output path is a file", "batch-endpoint", "invoke", "--name", "matrix",
-              "--input", inputs, "--output-path", str(root / "a-file"), expect="is a file")
-    m.refused("output under a file", "batch-endpoint", "invoke", "--name", "matrix",
-              "--input", inputs, "--output-path", str(root / "a-file" / "out"),
-              expect="under a file")
+    m.refused(
+        "missing input",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        str(root / "nope"),
+        expect="does not exist",
+    )
+    m.refused(
+        "empty input folder",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        str(root / "empty"),
+        expect="is empty",
+    )
+    m.refused(
+        "file as uri_folder",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        str(root / "a-file"),
+        expect="uri_file",
+    )
+    m.refused(
+        "folder of folders",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        str(root / "nested"),
+        expect="subfolders",
+    )
+    m.refused(
+        "output path is a file",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        inputs,
+        "--output-path",
+        str(root / "a-file"),
+        expect="is a file",
+    )
+    m.refused(
+        "output under a file",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        inputs,
+        "--output-path",
+        str(root / "a-file" / "out"),
+        expect="under a file",
+    )
 
     # class 6: a failed job says why
     for deployment, expect in (("raises-dpl", "ValueError: cannot score"),
@@ -231,29 +385,67 @@ def run_matrix(root: Path) -> Matrix:
                                ("missing-module-dpl", "not_installed_anywhere"),
                                ("init-fails-dpl", "no model here"),
                                ("slow-dpl", "timed out")):  # fmt: skip
-        m.job_fails(f"job: {deployment}", "--deployment-name", deployment, "--input", inputs,
-                    expect=expect)
+        m.job_fails(
+            f"job: {deployment}", "--deployment-name", deployment, "--input", inputs, expect=expect
+        )
 
     # class 3: two jobs, one output
     output = str(root / "shared-out")
-    first = m.pbe("batch-endpoint", "invoke", "--name", "matrix", "--deployment-name",
-                  "slow-dpl", "--input", inputs, "--output-path", output)
+    first = m.pbe(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--deployment-name",
+        "slow-dpl",
+        "--input",
+        inputs,
+        "--output-path",
+        output,
+    )
     time.sleep(8)  # the first job claims the output once it starts
-    m.refused("second job on a claimed output", "batch-endpoint", "invoke", "--name",
-              "matrix", "--input", inputs, "--output-path", output, expect="claimed by job")
+    m.refused(
+        "second job on a claimed output",
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        inputs,
+        "--output-path",
+        output,
+        expect="claimed by job",
+    )
     if first is not None and first.returncode == 0:
         m.pbe("job", "cancel", "-n", json.loads(first.stdout)["name"])
 
     # class 4: downloads
-    done = m.pbe("batch-endpoint", "invoke", "--name", "matrix", "--input", inputs,
-                 "--output-path", str(root / "out-ok"), "--wait")
+    done = m.pbe(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        "matrix",
+        "--input",
+        inputs,
+        "--output-path",
+        str(root / "out-ok"),
+        "--wait",
+    )
     if done is not None and done.returncode == 0:
         job = json.loads(done.stdout)["name"]
         rows = (root / "out-ok" / "predictions.csv").read_text().splitlines()
         m.record("job: good", "clear" if len(rows) == 4 else "lost", f"{len(rows)} of 4 rows")
         m.works("download", "job", "download", "-n", job, "--download-path", str(root / "dl"))
-        m.refused("download over existing files", "job", "download", "-n", job,
-                  "--download-path", str(root / "dl"), expect="--overwrite")
+        m.refused(
+            "download over existing files",
+            "job",
+            "download",
+            "-n",
+            job,
+            "--download-path",
+            str(root / "dl"),
+            expect="--overwrite",
+        )
     else:
         m.record("job: good", "wrong", (done.stderr if done else "no answer")[:150])
     return m

@@ -71,8 +71,7 @@ PAGES = {  # name -> (path under the UI, what the page must show once rendered)
 
 
 def chromium() -> str:
-    for name in (os.environ.get("PBE_CHROMIUM"), "chromium", "chromium-browser",
-                 "google-chrome"):
+    for name in (os.environ.get("PBE_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
         if name and shutil.which(name):
             return shutil.which(name) or name
     raise SystemExit("no Chromium found: run scripts/install_chromium.sh (or set PBE_CHROMIUM)")
@@ -81,11 +80,24 @@ def chromium() -> str:
 def _browser(url: str, *flags: str, budget_ms: int) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="pbe-chromium-") as profile:
         return subprocess.run(
-            [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu",
-             "--disable-dev-shm-usage", "--hide-scrollbars", "--no-first-run",
-             f"--user-data-dir={profile}", "--window-size=1400,1100",
-             f"--virtual-time-budget={budget_ms}", *flags, url],
-            capture_output=True, text=True, timeout=180, check=False,
+            [
+                chromium(),
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--window-size=1400,1100",
+                f"--virtual-time-budget={budget_ms}",
+                *flags,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
         )
 
 
@@ -107,15 +119,25 @@ class Workspace:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")}
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")
+        }
         self.env["PBE_HOME"] = str(root / "home")
         self.env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+            [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
 
     def pbe(self, *args: str, check: bool = True) -> str:
-        done = subprocess.run([sys.executable, "-m", "deployments.cli", *args], env=self.env,
-                              cwd=str(self.root), capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "deployments.cli", *args],
+            env=self.env,
+            cwd=str(self.root),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if check and done.returncode != 0:
             raise SystemExit(f"pbe {' '.join(args)} failed:\n{done.stderr}")
         return done.stdout.strip()
@@ -139,22 +161,40 @@ def make_project(root: Path) -> None:
 
 def run_job(ws: Workspace) -> dict:
     ws.pbe("compute", "create", "-n", "demo-cluster", "--type", "local")
-    ws.pbe("model", "create", "--name", "demo-model", "--type", "custom_model",
-           "--path", str(ws.root / "model" / "model"))
+    ws.pbe(
+        "model",
+        "create",
+        "--name",
+        "demo-model",
+        "--type",
+        "custom_model",
+        "--path",
+        str(ws.root / "model" / "model"),
+    )
     ws.pbe("batch-endpoint", "create", "--file", str(ws.root / "endpoint.yml"))
-    ws.pbe("batch-deployment", "create", "--file", str(ws.root / "deployment.yml"),
-           "--set-default")
-    job = json.loads(ws.pbe("batch-endpoint", "invoke", "--name", "demo-endpoint",
-                            "--input", str(ws.root / "inputs"), "--wait"))
+    ws.pbe("batch-deployment", "create", "--file", str(ws.root / "deployment.yml"), "--set-default")
+    job = json.loads(
+        ws.pbe(
+            "batch-endpoint",
+            "invoke",
+            "--name",
+            "demo-endpoint",
+            "--input",
+            str(ws.root / "inputs"),
+            "--wait",
+        )
+    )
     return job
 
 
 def latest_artifact_id(api_url: str, key: str) -> str:
     import httpx
 
-    response = httpx.post(f"{api_url}/artifacts/filter",
-                          json={"artifacts": {"key": {"any_": [key]}}, "limit": 1,
-                                "sort": "CREATED_DESC"}, timeout=30)
+    response = httpx.post(
+        f"{api_url}/artifacts/filter",
+        json={"artifacts": {"key": {"any_": [key]}}, "limit": 1, "sort": "CREATED_DESC"},
+        timeout=30,
+    )
     response.raise_for_status()
     return response.json()[0]["id"]
 
@@ -166,8 +206,7 @@ def readme_image(source: Path, target: Path, limit: int = 200_000) -> int:
     image = Image.open(source).convert("RGB")
     width = 1100
     while True:
-        scaled = image.resize((width, round(image.height * width / image.width)),
-                              Image.LANCZOS)
+        scaled = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
         target.parent.mkdir(parents=True, exist_ok=True)
         scaled.quantize(colors=64).save(target, optimize=True)
         if target.stat().st_size < limit or width < 500:
@@ -189,24 +228,32 @@ def main(argv: list[str] | None = None) -> int:
         make_project(root)
         job = run_job(ws)
         api_url = ws.api_url()
-        ids = {"run_id": job["id"],
-               "summary_id": latest_artifact_id(api_url, "demo-endpoint--demo-dpl-summary"),
-               "table_id": latest_artifact_id(api_url, "demo-endpoint--demo-dpl-mini-batches")}
+        ids = {
+            "run_id": job["id"],
+            "summary_id": latest_artifact_id(api_url, "demo-endpoint--demo-dpl-summary"),
+            "table_id": latest_artifact_id(api_url, "demo-endpoint--demo-dpl-mini-batches"),
+        }
         ui = api_url.removesuffix("/api")
-        record = {"job": job["name"], "status": job["status"], "message": job["message"],
-                  "pages": {}}
+        record = {
+            "job": job["name"],
+            "status": job["status"],
+            "message": job["message"],
+            "pages": {},
+        }
         for name, (path, expected) in PAGES.items():
             url = ui + path.format(**ids)
             shot = args.out / f"{name}.png"
             text = render(url, shot, expected)
             (args.out / f"{name}.txt").write_text(text)
-            record["pages"][name] = {"url": url, "screenshot": str(shot),
-                                     "text": str(args.out / f"{name}.txt"),
-                                     "shows_expected": expected in text}
+            record["pages"][name] = {
+                "url": url,
+                "screenshot": str(shot),
+                "text": str(args.out / f"{name}.txt"),
+                "shows_expected": expected in text,
+            }
         if args.readme_image:
             record["readme_image"] = str(args.readme_image)
-            record["readme_image_bytes"] = readme_image(args.out / "summary.png",
-                                                        args.readme_image)
+            record["readme_image_bytes"] = readme_image(args.out / "summary.png", args.readme_image)
         print(json.dumps(record, indent=2))
         return 0 if all(p["shows_expected"] for p in record["pages"].values()) else 1
     finally:
@@ -214,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
             ws.pbe("server", "stop", check=False)
             shutil.rmtree(root, ignore_errors=True)
         else:
-            print(textwrap.dedent(f"""\
-                kept: PBE_HOME={root / 'home'} (stop: PBE_HOME={root / 'home'} pbe server stop)"""),
-                file=sys.stderr)
+            print(
+                textwrap.dedent(f"""\
+                kept: PBE_HOME={root / "home"} (stop: PBE_HOME={root / "home"} pbe server stop)"""),
+                file=sys.stderr,
+            )
 
 
 if __name__ == "__main__":

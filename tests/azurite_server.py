@@ -30,9 +30,16 @@ ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 ENDPOINT_VARIABLE = f"PBE_AZURE_BLOB_ENDPOINT_{ACCOUNT.upper()}"
 _AZURE_VARIABLES = (
-    "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_CONNECTION_STRING",
-    "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CLIENT_ID", "AZURE_STORAGE_CLIENT_SECRET",
-    "AZURE_STORAGE_TENANT_ID", "AZURE_STORAGE_ANON", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CLIENT_ID",
+    "AZURE_STORAGE_CLIENT_SECRET",
+    "AZURE_STORAGE_TENANT_ID",
+    "AZURE_STORAGE_ANON",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
     "AZURE_TENANT_ID",
 )
 
@@ -46,8 +53,9 @@ class Azurite:
     def service(self) -> Any:
         from azure.storage.blob import BlobServiceClient
 
-        return BlobServiceClient(self.endpoint, credential={"account_name": ACCOUNT,
-                                                            "account_key": KEY})
+        return BlobServiceClient(
+            self.endpoint, credential={"account_name": ACCOUNT, "account_key": KEY}
+        )
 
     def url(self, container: str, path: str = "") -> str:
         """The canonical https URL of a blob or folder (reaches Azurite through the mapping)."""
@@ -74,10 +82,14 @@ class Azurite:
         """A container SAS token (read and list; ``write`` adds create, write, delete)."""
         from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-        permission = ContainerSasPermissions(read=True, list=True, write=write, create=write,
-                                             delete=write, add=write)
+        permission = ContainerSasPermissions(
+            read=True, list=True, write=write, create=write, delete=write, add=write
+        )
         return generate_container_sas(
-            ACCOUNT, container, account_key=KEY, permission=permission,
+            ACCOUNT,
+            container,
+            account_key=KEY,
+            permission=permission,
             expiry=datetime.now(timezone.utc) + timedelta(hours=2),
         )
 
@@ -91,11 +103,18 @@ def azurite_command() -> Path:
         return command
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
-        pytest.fail("the Azure Blob tests need node and npm to install Azurite "
-                    "(or azurite installed under $PBE_TEST_TOOLS/azurite)", pytrace=False)
+        pytest.fail(
+            "the Azure Blob tests need node and npm to install Azurite "
+            "(or azurite installed under $PBE_TEST_TOOLS/azurite)",
+            pytrace=False,
+        )
     folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund",
-                           "azurite@3"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "azurite@3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0 or not command.exists():
         pytest.fail(f"npm install azurite failed:\n{done.stderr[-2000:]}", pytrace=False)
     return command
@@ -109,10 +128,21 @@ def running_azurite(attempts: int = 3) -> Iterator[Azurite]:
         port = free_port()
         data = tempfile.mkdtemp(prefix="pbe-azurite-")
         process = subprocess.Popen(
-            [str(command), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-             "--location", data, "--skipApiVersionCheck", "--loose", "--silent",
-             "--disableTelemetry"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(command),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(port),
+                "--location",
+                data,
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+                "--disableTelemetry",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             server = Azurite(f"http://127.0.0.1:{port}/{ACCOUNT}")

@@ -60,7 +60,11 @@ def run_pbe(env: dict[str, str], *args: str, timeout: float = 180) -> PbeResult:
     """``pbe ARGS`` as a separate process (``python -m deployments.cli``)."""
     done = subprocess.run(
         [sys.executable, "-m", "deployments.cli", *args],
-        env=env, capture_output=True, text=True, timeout=timeout, cwd=str(REPO),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(REPO),
     )
     return PbeResult(done.returncode, done.stdout, done.stderr)
 
@@ -70,8 +74,7 @@ def pbe_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PbeWorks
     """A workspace whose embedded Prefect server and worker run for the whole session."""
     root = tmp_path_factory.mktemp("pbe-home")
     env = _subprocess_env(root)
-    first = run_pbe(env, "compute", "create", "-n", "tiny-cluster", "--type", "local",
-                    timeout=240)
+    first = run_pbe(env, "compute", "create", "-n", "tiny-cluster", "--type", "local", timeout=240)
     assert first.code == 0, first.err
     assert "started a local Prefect server" in first.err  # first use starts it, and says so
     state = json.loads((root / "prefect" / "embedded.json").read_text())
@@ -216,10 +219,12 @@ def tiny_project(tmp_path_factory: pytest.TempPathFactory, pbe: Pbe) -> TinyProj
     (folder / "deployment.yml").write_text(_TINY_DEPLOYMENT)
     (folder / "endpoint.yml").write_text("name: tiny-endpoint\nauth_mode: aad_token\n")
     write_inputs(folder / "inputs", 3)
-    pbe.ok("model", "create", "--name", "tiny-model", "--type", "custom_model",
-           "--path", str(model))
-    return TinyProject(folder, folder / "deployment.yml", folder / "endpoint.yml", model,
-                       folder / "inputs", 3)
+    pbe.ok(
+        "model", "create", "--name", "tiny-model", "--type", "custom_model", "--path", str(model)
+    )
+    return TinyProject(
+        folder, folder / "deployment.yml", folder / "endpoint.yml", model, folder / "inputs", 3
+    )
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,11 @@ logging.getLogger("mlflow").setLevel(logging.ERROR)  # the cloudpickle format's 
 
 def _pip_requirements() -> list[str]:
     """Pinned as mlflow would infer them (given, so saving does not run a probe process)."""
-    return [f"scikit-learn=={version('scikit-learn')}",
-            f"cloudpickle=={version('cloudpickle')}",
-            f"mlflow=={version('mlflow-skinny')}"]
+    return [
+        f"scikit-learn=={version('scikit-learn')}",
+        f"cloudpickle=={version('cloudpickle')}",
+        f"mlflow=={version('mlflow-skinny')}",
+    ]
 
 
 def breast_cancer() -> tuple[pd.DataFrame, pd.Series]:
@@ -38,7 +40,9 @@ def save_sklearn_model(folder: Path, *, signature: bool = True) -> Path:
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     model.fit(features[:400], labels[:400])
     mlflow.sklearn.save_model(
-        model, str(folder), serialization_format="cloudpickle",
+        model,
+        str(folder),
+        serialization_format="cloudpickle",
         signature=infer_signature(features, model.predict(features)) if signature else None,
         pip_requirements=_pip_requirements(),
     )
@@ -76,8 +80,12 @@ def save_image_model(folder: Path) -> Path:
         inputs=Schema([TensorSpec(np.dtype("float32"), (-1, 28, 28))]),
         outputs=Schema([TensorSpec(np.dtype("int64"), (-1,))]),
     )
-    mlflow.pyfunc.save_model(str(folder), python_model=str(code), signature=signature,
-                             pip_requirements=[f"mlflow=={version('mlflow-skinny')}"])
+    mlflow.pyfunc.save_model(
+        str(folder),
+        python_model=str(code),
+        signature=signature,
+        pip_requirements=[f"mlflow=={version('mlflow-skinny')}"],
+    )
     return folder
 
 
@@ -111,6 +119,9 @@ def save_frame_model(folder: Path) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     code = folder.parent / "echo.py"
     code.write_text(textwrap.dedent(FRAME_MODEL_CODE))
-    mlflow.pyfunc.save_model(str(folder), python_model=str(code),
-                             pip_requirements=[f"mlflow=={version('mlflow-skinny')}"])
+    mlflow.pyfunc.save_model(
+        str(folder),
+        python_model=str(code),
+        pip_requirements=[f"mlflow=={version('mlflow-skinny')}"],
+    )
     return folder

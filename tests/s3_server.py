@@ -39,9 +39,16 @@ TEST_KEY = "AKIATESTKEY00000001"
 TEST_SECRET = "test-secret-d0n0tl3ak-9f8e7d6c"
 REGION = "us-east-1"
 _AWS_VARIABLES = (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 )
 
 
@@ -55,8 +62,11 @@ class S3Server:
 
     def client(self, key: str = TEST_KEY, secret: str = TEST_SECRET) -> Any:
         return boto3.client(
-            "s3", endpoint_url=self.endpoint_url, region_name=REGION,
-            aws_access_key_id=key, aws_secret_access_key=secret,
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
         )
 
     def options(self, key: str | None = TEST_KEY, secret: str | None = TEST_SECRET) -> dict:
@@ -79,9 +89,11 @@ class S3Server:
             client.put_object(Bucket=bucket, Key=key, Body=body)
 
     def get(self, bucket: str, key: str) -> bytes:
-        return self.client(self.user_key, self.user_secret).get_object(
-            Bucket=bucket, Key=key
-        )["Body"].read()
+        return (
+            self.client(self.user_key, self.user_secret)
+            .get_object(Bucket=bucket, Key=key)["Body"]
+            .read()
+        )
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         client = self.client(self.user_key, self.user_secret)
@@ -111,7 +123,8 @@ def running_s3_server(*, strict: bool = False, attempts: int = 3) -> Iterator[S3
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             server = S3Server(f"http://127.0.0.1:{port}")
@@ -133,21 +146,29 @@ def running_s3_server(*, strict: bool = False, attempts: int = 3) -> Iterator[S3
 
 def _enforce_credentials(server: S3Server) -> None:
     iam = boto3.client(
-        "iam", endpoint_url=server.endpoint_url, region_name=REGION,
-        aws_access_key_id=TEST_KEY, aws_secret_access_key=TEST_SECRET,
+        "iam",
+        endpoint_url=server.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=TEST_KEY,
+        aws_secret_access_key=TEST_SECRET,
     )
     iam.create_user(UserName="batch-tester")
     iam.put_user_policy(
-        UserName="batch-tester", PolicyName="s3-all",
-        PolicyDocument=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-        }),
+        UserName="batch-tester",
+        PolicyName="s3-all",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+            }
+        ),
     )
     access = iam.create_access_key(UserName="batch-tester")["AccessKey"]
     server.user_key, server.user_secret = access["AccessKeyId"], access["SecretAccessKey"]
     request = urllib.request.Request(  # from now on, every request must be signed right
-        f"{server.endpoint_url}/moto-api/reset-auth", data=b"0", method="POST",
+        f"{server.endpoint_url}/moto-api/reset-auth",
+        data=b"0",
+        method="POST",
         headers={"Content-Type": "text/plain"},
     )
     urllib.request.urlopen(request, timeout=10).close()

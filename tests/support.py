@@ -170,14 +170,28 @@ def dask_cluster(logs: Path, *, workers: int = 1, threads: int = 1) -> Iterator[
     processes = [
         subprocess.Popen(
             [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT, env=env,
+            stdout=open(logs / "scheduler.log", "w"),
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     ]
     processes.append(
         subprocess.Popen(
-            [dask, "worker", address, "--nthreads", str(threads), "--nworkers", str(workers),
-             "--no-dashboard", "--host", "127.0.0.1"],
-            stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT, env=env,
+            [
+                dask,
+                "worker",
+                address,
+                "--nthreads",
+                str(threads),
+                "--nworkers",
+                str(workers),
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            stdout=open(logs / "worker.log", "w"),
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     )
     try:

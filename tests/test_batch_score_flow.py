@@ -398,8 +398,12 @@ def test_on_a_local_cluster_scoring_processes_are_forked_by_the_jobs_fork_server
     # this test process changes after its local workers' fork server (which spawned workers
     # copy their environment from) started: pytest's and prefect.testing's variables, ours.
     ignored = {
-        "AZUREML_BI_OUTPUT_PATH", "__DASK_PARENT_PID",
-        "PYTEST_CURRENT_TEST", "COLUMNS", "LINES", "PBE_FORK_SERVER",
+        "AZUREML_BI_OUTPUT_PATH",
+        "__DASK_PARENT_PID",
+        "PYTEST_CURRENT_TEST",
+        "COLUMNS",
+        "LINES",
+        "PBE_FORK_SERVER",
     }
     seen = [
         {k: v for k, v in env.items() if k not in ignored}
@@ -491,7 +495,6 @@ def test_the_flow_reads_its_deployment_spec_from_yaml(tmp_path):
     assert pd.read_csv(tmp_path / "out" / "logs" / "processed_mini-batches.csv").shape[0] == 2
 
 
-
 def _run_log_messages(flow_run_id, expected: list[str], wait: float = 30.0) -> list[str]:
     """The flow run's log messages (its tasks' included) once ``expected`` have all arrived."""
     from prefect import get_client
@@ -518,10 +521,12 @@ def test_what_init_and_run_log_reaches_the_prefect_run(tmp_path):
     spec = make_spec(code, make_model(tmp_path / "m"), mini_batch_size=2)
     state = run_job(spec, tmp_path / "in", tmp_path / "out")
     assert state.is_completed()
-    messages = _run_log_messages(state.state_details.flow_run_id,
-                                 ["init: model ready", "scoring 2 files"])
+    messages = _run_log_messages(
+        state.state_details.flow_run_id, ["init: model ready", "scoring 2 files"]
+    )
     assert sum("init: model ready" in m for m in messages) == 1  # one process, one init()
     assert sum("scoring 2 files" in m for m in messages) == 2
+
 
 def test_a_missing_module_at_init_says_what_to_install(tmp_path):
     code = write_script(

@@ -79,12 +79,14 @@ def test_the_mnist_sequence_with_data_in_blob_storage(azurite, tmp_path):
         (tmp_path / "lake.yml").write_text(
             "$schema: https://azuremlschemas.azureedge.net/latest/azureBlob.schema.json\n"
             f"name: mnistlake\ntype: azure_blob\naccount_name: {ACCOUNT}\n"
-            f"container_name: mnist\ncredentials:\n  account_key: {KEY}\n")
+            f"container_name: mnist\ncredentials:\n  account_key: {KEY}\n"
+        )
         space.ok("datastore", "create", "-f", str(tmp_path / "lake.yml"))
         (tmp_path / "data.yml").write_text(
             "$schema: https://azuremlschemas.azureedge.net/latest/data.schema.json\n"
             "name: mnist-digits\ntype: uri_folder\n"
-            "path: azureml://datastores/mnistlake/paths/digits/\n")
+            "path: azureml://datastores/mnistlake/paths/digits/\n"
+        )
         space.ok("data", "create", "-f", str(tmp_path / "data.yml"))
         space.ok("batch-endpoint", "create", "--file", str(EXAMPLE / "endpoint.yml"),
                  "--name", "mnist-blob")  # fmt: skip

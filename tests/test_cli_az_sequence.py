@@ -26,10 +26,21 @@ def _frameworks() -> str:
 
 def test_az_ml_sequence(pbe_workspace, tmp_path: Path):
     pytest.importorskip("torch")
-    env = {**pbe_workspace.env, "WORK": str(tmp_path), "COUNT": "40",
-           "FRAMEWORKS": _frameworks(), "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(REPO / "tests" / "az_sequence.sh")], env=env,
-                          capture_output=True, text=True, timeout=840, cwd=str(tmp_path))
+    env = {
+        **pbe_workspace.env,
+        "WORK": str(tmp_path),
+        "COUNT": "40",
+        "FRAMEWORKS": _frameworks(),
+        "PYTHON": sys.executable,
+    }
+    done = subprocess.run(
+        ["bash", str(REPO / "tests" / "az_sequence.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        cwd=str(tmp_path),
+    )
     log = done.stdout + done.stderr
     (tmp_path / "az_sequence.log").write_text(log)
     assert done.returncode == 0, log[-6000:]

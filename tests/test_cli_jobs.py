@@ -16,20 +16,45 @@ def endpoint(pbe, tiny_project):
     succeed (``tiny-dpl``)."""
     name = f"jobs-{uuid.uuid4().hex[:6]}"
     pbe.ok("batch-endpoint", "create", "--file", str(tiny_project.endpoint_yml), "--name", name)
-    pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
-           "--endpoint-name", name)
+    pbe.ok(
+        "batch-deployment",
+        "create",
+        "--file",
+        str(tiny_project.deployment_yml),
+        "--endpoint-name",
+        name,
+    )
     for script in ("sleepy", "failing"):
-        pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
-               "--endpoint-name", name, "--name", f"{script}-dpl",
-               "--set", f"code_configuration.scoring_script={script}.py")
+        pbe.ok(
+            "batch-deployment",
+            "create",
+            "--file",
+            str(tiny_project.deployment_yml),
+            "--endpoint-name",
+            name,
+            "--name",
+            f"{script}-dpl",
+            "--set",
+            f"code_configuration.scoring_script={script}.py",
+        )
     yield name
     pbe("batch-endpoint", "delete", "--name", name, "--yes")
 
 
 def test_a_failed_job_fails_invoke_wait_and_stream(pbe, endpoint, tiny_project):
-    result = pbe("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
-                 "failing-dpl", "--input", str(tiny_project.inputs), "--set", "max_retries=1",
-                 "--wait")
+    result = pbe(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--deployment-name",
+        "failing-dpl",
+        "--input",
+        str(tiny_project.inputs),
+        "--set",
+        "max_retries=1",
+        "--wait",
+    )
     assert result.code == 1, result.err
     job = result.json()
     assert job["status"] == "Failed"
@@ -42,41 +67,77 @@ def test_a_failed_job_fails_invoke_wait_and_stream(pbe, endpoint, tiny_project):
 
 
 def test_cancel_a_running_job(pbe, endpoint, tiny_project):
-    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
-                 "sleepy-dpl", "--input", str(tiny_project.inputs))
+    job = pbe.ok(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--deployment-name",
+        "sleepy-dpl",
+        "--input",
+        str(tiny_project.inputs),
+    )
     assert job["status"] in ("Queued", "Preparing", "Running")
     deadline = time.monotonic() + 120
     while pbe.ok("job", "show", "-n", job["name"])["status"] != "Running":
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(1)
-    assert pbe.ok("job", "cancel", "-n", job["name"])["status"] in ("CancelRequested",
-                                                                    "Canceled")
+    assert pbe.ok("job", "cancel", "-n", job["name"])["status"] in ("CancelRequested", "Canceled")
     while (status := pbe.ok("job", "show", "-n", job["name"])["status"]) != "Canceled":
         assert status == "CancelRequested" and time.monotonic() < deadline, status
         time.sleep(1)
     again = pbe("job", "cancel", "-n", job["name"])
     assert again.code == 1 and "already ended (Canceled)" in again.err
-    listed = pbe.ok("batch-deployment", "list-jobs", "--name", "sleepy-dpl",
-                    "--endpoint-name", endpoint, "--query", "[].[name, status]")
+    listed = pbe.ok(
+        "batch-deployment",
+        "list-jobs",
+        "--name",
+        "sleepy-dpl",
+        "--endpoint-name",
+        endpoint,
+        "--query",
+        "[].[name, status]",
+    )
     assert listed == [[job["name"], "Canceled"]]
 
 
-def test_a_running_job_holds_its_output_and_releases_it_when_canceled(pbe, endpoint,
-                                                                       tiny_project, tmp_path):
+def test_a_running_job_holds_its_output_and_releases_it_when_canceled(
+    pbe, endpoint, tiny_project, tmp_path
+):
     from flows.claims import holder_of
     from flows.storage import Location
 
     output = str(tmp_path / "shared-out")
-    first = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
-                   "sleepy-dpl", "--input", str(tiny_project.inputs), "--output-path", output)
+    first = pbe.ok(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--deployment-name",
+        "sleepy-dpl",
+        "--input",
+        str(tiny_project.inputs),
+        "--output-path",
+        output,
+    )
     target = Location(output).join("predictions.csv")
     deadline = time.monotonic() + 120
     while holder_of(target) is None:
         assert time.monotonic() < deadline, "the first job never claimed its output"
         time.sleep(0.5)
     assert holder_of(target) == first["name"]
-    second = pbe("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
-                 "failing-dpl", "--input", str(tiny_project.inputs), "--output-path", output)
+    second = pbe(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--deployment-name",
+        "failing-dpl",
+        "--input",
+        str(tiny_project.inputs),
+        "--output-path",
+        output,
+    )
     assert second.code == 1 and f"claimed by job '{first['name']}'" in second.err
     pbe.ok("job", "cancel", "-n", first["name"])
     while pbe.ok("job", "show", "-n", first["name"])["status"] != "Canceled":
@@ -86,8 +147,17 @@ def test_a_running_job_holds_its_output_and_releases_it_when_canceled(pbe, endpo
 
 
 def test_downloads_never_destroy(pbe, endpoint, tiny_project, tmp_path):
-    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
-                 "tiny-dpl", "--input", str(tiny_project.inputs), "--wait")
+    job = pbe.ok(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--deployment-name",
+        "tiny-dpl",
+        "--input",
+        str(tiny_project.inputs),
+        "--wait",
+    )
     where = tmp_path / "download"
     got = pbe.ok("job", "download", "-n", job["name"], "--download-path", str(where))
     predictions = where / "named-outputs" / "score" / "predictions.csv"
@@ -102,8 +172,16 @@ def test_downloads_never_destroy(pbe, endpoint, tiny_project, tmp_path):
     pbe.ok("job", "download", "-n", job["name"], "--download-path", str(where), "--overwrite")
     assert predictions.read_text().startswith("item0000.txt 42")
 
-    canceled = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
-                      "sleepy-dpl", "--input", str(tiny_project.inputs))
+    canceled = pbe.ok(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--deployment-name",
+        "sleepy-dpl",
+        "--input",
+        str(tiny_project.inputs),
+    )
     pbe.ok("job", "cancel", "-n", canceled["name"])
     deadline = time.monotonic() + 120
     while pbe.ok("job", "show", "-n", canceled["name"])["status"] != "Canceled":

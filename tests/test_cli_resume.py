@@ -74,8 +74,15 @@ def project(pbe, tiny_project, tmp_path):
     (tmp_path / "deployment.yml").write_text(DEPLOYMENT.format(name="marked", endpoint=endpoint))
     write_inputs(tmp_path / "inputs", FILES)
     pbe.ok("batch-endpoint", "create", "--name", endpoint)
-    pbe.ok("batch-deployment", "create", "--file", str(tmp_path / "deployment.yml"),
-           "--endpoint-name", endpoint, "--set-default")
+    pbe.ok(
+        "batch-deployment",
+        "create",
+        "--file",
+        str(tmp_path / "deployment.yml"),
+        "--endpoint-name",
+        endpoint,
+        "--set-default",
+    )
     yield endpoint, tmp_path
     pbe("batch-endpoint", "delete", "--name", endpoint, "--yes")
 
@@ -123,8 +130,16 @@ def committed_files(output: Path, job: str) -> set[str]:
 def test_a_job_killed_at_half_way_resumes_without_scoring_anything_twice(pbe, project):
     endpoint, root = project
     output = root / "out"
-    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--input", str(root / "inputs"),
-                 "--output-path", str(output))
+    job = pbe.ok(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--input",
+        str(root / "inputs"),
+        "--output-path",
+        str(output),
+    )
     name = job["name"]
     deadline = time.monotonic() + 180
     while len(markers_of(root)) < FILES // 2:
@@ -162,8 +177,18 @@ def test_a_canceled_job_keeps_its_staging_and_resumes(pbe, project):
     endpoint, root = project
     output = root / "out"
     (root / "flag.txt").write_text("item0010.txt")  # mini-batch 5 hangs
-    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--input", str(root / "inputs"),
-                 "--output-path", str(output), "--set", "timeout=600")
+    job = pbe.ok(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--input",
+        str(root / "inputs"),
+        "--output-path",
+        str(output),
+        "--set",
+        "timeout=600",
+    )
     name = job["name"]
     deadline = time.monotonic() + 180
     while len(markers_of(root)) < 10:
@@ -193,8 +218,18 @@ def test_resume_refuses_a_changed_input_before_anything_runs(pbe, project):
     endpoint, root = project
     output = root / "out"
     (root / "flag.txt").write_text("item0004.txt")
-    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--input", str(root / "inputs"),
-                 "--output-path", str(output), "--set", "timeout=2")
+    job = pbe.ok(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--input",
+        str(root / "inputs"),
+        "--output-path",
+        str(output),
+        "--set",
+        "timeout=2",
+    )
     failed = wait_for(pbe, job["name"], ("Failed", "Completed", "Canceled"))
     assert failed["status"] == "Failed"
     os.remove(root / "inputs" / "item0007.txt")
@@ -206,8 +241,9 @@ def test_resume_refuses_a_changed_input_before_anything_runs(pbe, project):
     assert pbe.ok("job", "show", "-n", job["name"])["status"] == "Failed"  # nothing ran
 
 
-def test_retrying_the_failed_flow_run_the_prefect_way_continues_the_job(pbe, project,
-                                                                        pbe_workspace):
+def test_retrying_the_failed_flow_run_the_prefect_way_continues_the_job(
+    pbe, project, pbe_workspace
+):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import AwaitingRetry
@@ -215,8 +251,18 @@ def test_retrying_the_failed_flow_run_the_prefect_way_continues_the_job(pbe, pro
     endpoint, root = project
     output = root / "out"
     (root / "flag.txt").write_text("item0030.txt")  # mini-batch 15 times out
-    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--input", str(root / "inputs"),
-                 "--output-path", str(output), "--set", "timeout=2")
+    job = pbe.ok(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--input",
+        str(root / "inputs"),
+        "--output-path",
+        str(output),
+        "--set",
+        "timeout=2",
+    )
     failed = wait_for(pbe, job["name"], ("Failed", "Completed", "Canceled"))
     assert failed["status"] == "Failed"
     committed = committed_files(output, job["name"])
@@ -225,8 +271,9 @@ def test_retrying_the_failed_flow_run_the_prefect_way_continues_the_job(pbe, pro
     # what the UI's Retry button does: the same flow run, scheduled again
     with temporary_settings({PREFECT_API_URL: pbe_workspace.api_url}):
         with get_client(sync_client=True) as client:
-            client.set_flow_run_state(job["id"], AwaitingRetry(message="Retry from the UI"),
-                                      force=True)
+            client.set_flow_run_state(
+                job["id"], AwaitingRetry(message="Retry from the UI"), force=True
+            )
     done = wait_for(pbe, job["name"], ("Completed", "Failed", "Canceled"))
     assert done["status"] == "Completed", done["message"]
     assert done["id"] == job["id"]  # the same flow run

@@ -61,8 +61,7 @@ def test_every_group_and_verb_is_registered():
 def test_group_help_shows_examples_that_parse(capsys, group):
     code, out, err = _pbe(capsys, group, "--help")
     assert code == 0, err
-    for line in (x for g in GROUPS if g.name == group for e in g.examples
-                 for x in e.splitlines()):
+    for line in (x for g in GROUPS if g.name == group for e in g.examples for x in e.splitlines()):
         assert len(line) <= 76, f"an example wider than a terminal wraps: {line!r}"
     examples = _examples(out)
     assert len(examples) >= 3, out
@@ -111,8 +110,10 @@ def test_usage_errors_exit_2_with_a_short_message(capsys):
         (("no-such-group",), "no-such-group"),
         (("model", "list", "--no-such-flag"), "--no-such-flag"),
         (("model", "show", "-n", "m", "extra"), "extra"),  # no positional arguments
-        (("batch-endpoint", "invoke", "-n", "e", "--input", "x", "--mini-batch-size", "ten"),
-         "--mini-batch-size"),
+        (
+            ("batch-endpoint", "invoke", "-n", "e", "--input", "x", "--mini-batch-size", "ten"),
+            "--mini-batch-size",
+        ),
         (("model", "list", "-o", "xml"), "xml"),
         (("compute", "create", "-n", "c", "--type", "kubernetes"), "kubernetes"),
         (("batch-endpoint", "invoke", "-n", "e", "--input", "x", "--no-wait"), "--no-wait"),
@@ -130,8 +131,13 @@ def test_usage_errors_exit_2_with_a_short_message(capsys):
 
 def test_a_usage_error_of_a_real_process_has_no_traceback():
     for args in (["batch-endpoint", "show"], ["batch-endpoint", "frobnicate"]):
-        done = subprocess.run([sys.executable, "-m", "deployments.cli", *args],
-                              capture_output=True, text=True, cwd=str(REPO), timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "deployments.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=str(REPO),
+            timeout=60,
+        )
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr and done.stdout == ""
         assert done.stderr.startswith("Usage: pbe batch-endpoint")
@@ -149,16 +155,57 @@ def test_help_version_and_a_bare_pbe(capsys):
 
 def test_az_flags_are_accepted_and_a_repeated_option_keeps_the_last():
     _, bound, _ = app.parse_args(
-        ["compute", "create", "-n", "c", "--type", "amlcompute", "--size", "Standard_D2",
-         "--tier", "low", "--location", "eu", "--idle-time-before-scale-down", "120",
-         "--no-wait", "-g", "rg", "-w", "ws", "--subscription", "s", "--only-show-errors",
-         "--verbose", "--min-instances", "-1", "-o", "tsv", "-o", "table"],
-        exit_on_error=False, print_error=False)
+        [
+            "compute",
+            "create",
+            "-n",
+            "c",
+            "--type",
+            "amlcompute",
+            "--size",
+            "Standard_D2",
+            "--tier",
+            "low",
+            "--location",
+            "eu",
+            "--idle-time-before-scale-down",
+            "120",
+            "--no-wait",
+            "-g",
+            "rg",
+            "-w",
+            "ws",
+            "--subscription",
+            "s",
+            "--only-show-errors",
+            "--verbose",
+            "--min-instances",
+            "-1",
+            "-o",
+            "tsv",
+            "-o",
+            "table",
+        ],
+        exit_on_error=False,
+        print_error=False,
+    )
     assert bound.arguments["min_instances"] == -1  # a negative number is a value
     assert bound.arguments["options"].output == "table"
     _, bound, _ = app.parse_args(
-        ["batch-deployment", "create", "-f", "d.yml", "--all-traffic", "--set", "a=1",
-         "--set", "b=2"], exit_on_error=False, print_error=False)
+        [
+            "batch-deployment",
+            "create",
+            "-f",
+            "d.yml",
+            "--all-traffic",
+            "--set",
+            "a=1",
+            "--set",
+            "b=2",
+        ],
+        exit_on_error=False,
+        print_error=False,
+    )
     assert bound.arguments["sets"] == ("a=1", "b=2")
 
 
@@ -171,9 +218,12 @@ def test_a_verb_takes_options_only():
 
 
 def test_help_does_not_import_prefect():
-    code = ("import sys; from deployments.cli import main; code = main(['--help']); "
-            "code += main(['batch-endpoint', 'invoke', '--help']); "
-            "assert not [m for m in sys.modules if m.startswith('prefect')]; sys.exit(code)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=str(REPO), timeout=60)
+    code = (
+        "import sys; from deployments.cli import main; code = main(['--help']); "
+        "code += main(['batch-endpoint', 'invoke', '--help']); "
+        "assert not [m for m in sys.modules if m.startswith('prefect')]; sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO), timeout=60
+    )
     assert done.returncode == 0, done.stderr

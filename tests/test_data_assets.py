@@ -40,12 +40,16 @@ def test_the_platform_yaml_registers_a_snapshot(registry, tmp_path):
 
     first = registry.create(load_data_yaml(project / "data.yml"))
     assert (first["name"], first["version"], first["type"]) == (
-        "heart-dataset-unlabeled", "1", "uri_folder")
+        "heart-dataset-unlabeled",
+        "1",
+        "uri_folder",
+    )
     assert first["description"] == "An unlabeled dataset for heart classification."
     assert first["source_path"] == str(project / "data")
     snapshot = Path(first["path"])
     assert snapshot.is_relative_to(registry.root) and sorted(
-        p.name for p in snapshot.iterdir()) == ["a.csv", "b.csv"]
+        p.name for p in snapshot.iterdir()
+    ) == ["a.csv", "b.csv"]
 
     (project / "data" / "c.csv").write_text("later")  # the asset does not change with it
     assert sorted(p.name for p in snapshot.iterdir()) == ["a.csv", "b.csv"]
@@ -101,8 +105,11 @@ def test_bad_yaml_names_the_file_and_key(tmp_path):
 
 def test_unknown_assets_and_versions_list_what_exists(registry, tmp_path):
     registry.create(data_spec(name="digits", path=str(_folder(tmp_path / "d", "1.png"))))
-    with pytest.raises(NotFoundError, match=r"data asset 'digitz' not found\. Known data "
-                       r"assets: digits\.") as caught:
+    with pytest.raises(
+        NotFoundError,
+        match=r"data asset 'digitz' not found\. Known data "
+        r"assets: digits\.",
+    ) as caught:
         registry.resolve("azureml:digitz@latest")
     assert "pbe data create --name digitz" in str(caught.value)
     with pytest.raises(NotFoundError, match=r"Known data asset versions: digits:1\."):
@@ -117,7 +124,9 @@ def test_resolve_input_leaves_other_inputs_alone(monkeypatch, tmp_path):
     monkeypatch.setenv("PBE_HOME", str(tmp_path))
     assert resolve_input("s3://b/x", "uri_folder") == ("s3://b/x", "uri_folder")
     assert resolve_input("azureml://datastores/s/paths/p", "uri_file") == (
-        "azureml://datastores/s/paths/p", "uri_file")
+        "azureml://datastores/s/paths/p",
+        "uri_file",
+    )
     DataRegistry().create(data_spec(name="one", type="uri_file", path="https://h/f.csv"))
     assert resolve_input("azureml:one@latest", "uri_folder") == ("https://h/f.csv", "uri_file")
 
@@ -129,16 +138,24 @@ def test_resolve_input_leaves_other_inputs_alone(monkeypatch, tmp_path):
 def endpoint(pbe, tiny_project):
     name = f"data-{uuid.uuid4().hex[:6]}"
     pbe.ok("batch-endpoint", "create", "--file", str(tiny_project.endpoint_yml), "--name", name)
-    pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
-           "--endpoint-name", name, "--set-default")
+    pbe.ok(
+        "batch-deployment",
+        "create",
+        "--file",
+        str(tiny_project.deployment_yml),
+        "--endpoint-name",
+        name,
+        "--set-default",
+    )
     yield name
     pbe("batch-endpoint", "delete", "--name", name, "--yes")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_jobs_take_data_assets_from_pbe_prefect_and_python(pbe, pbe_workspace, endpoint,
-                                                         tiny_project, tmp_path):
+def test_jobs_take_data_assets_from_pbe_prefect_and_python(
+    pbe, pbe_workspace, endpoint, tiny_project, tmp_path
+):
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -154,8 +171,17 @@ def test_jobs_take_data_assets_from_pbe_prefect_and_python(pbe, pbe_workspace, e
     rows = [f"item{i:04d}.txt 42" for i in range(3)]
 
     # pbe: @latest is pinned to the version it meant when invoked, and its type is used
-    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--input",
-                 f"azureml:{asset}@latest", "--output-path", str(tmp_path / "pbe"), "--wait")
+    job = pbe.ok(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--input",
+        f"azureml:{asset}@latest",
+        "--output-path",
+        str(tmp_path / "pbe"),
+        "--wait",
+    )
     assert job["status"] == "Completed", job
     assert job["inputs"]["input_data"] == {"type": "uri_file", "path": f"azureml:{asset}:2"}
     assert (tmp_path / "pbe" / "predictions.csv").read_text().splitlines() == [rows[1]]
@@ -166,14 +192,21 @@ def test_jobs_take_data_assets_from_pbe_prefect_and_python(pbe, pbe_workspace, e
 
     # Prefect: a run_deployment parameter names the asset
     with temporary_settings(updates={PREFECT_API_URL: pbe_workspace.api_url}):
-        run = run_deployment(f"batch-score/{endpoint}", timeout=240, parameters={
-            "input": f"azureml:{asset}:1", "output_path": str(tmp_path / "prefect")})
+        run = run_deployment(
+            f"batch-score/{endpoint}",
+            timeout=240,
+            parameters={"input": f"azureml:{asset}:1", "output_path": str(tmp_path / "prefect")},
+        )
         assert run.state.is_completed(), run.state.message
         assert (tmp_path / "prefect" / "predictions.csv").read_text().splitlines() == rows
 
         # Python: a plain call of the flow
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("PBE_HOME", str(pbe_workspace.root))
-            batch_score(input=f"azureml:{asset}:1", endpoint=endpoint,
-                        output_path=str(tmp_path / "python"), job_name=f"py-{asset}")
+            batch_score(
+                input=f"azureml:{asset}:1",
+                endpoint=endpoint,
+                output_path=str(tmp_path / "python"),
+                job_name=f"py-{asset}",
+            )
     assert (tmp_path / "python" / "predictions.csv").read_text().splitlines() == rows

@@ -25,8 +25,9 @@ SECRET = "s3cr3t-value-that-must-never-show"
 
 
 def s3_store(url: str = "s3://lake/raw", **extra: object) -> Datastore:
-    return Datastore(type="s3", url=url, key=KEY, secret=SECRET,
-                     endpoint_url="http://127.0.0.1:9", **extra)
+    return Datastore(
+        type="s3", url=url, key=KEY, secret=SECRET, endpoint_url="http://127.0.0.1:9", **extra
+    )
 
 
 def no_saved(name: str) -> Datastore:
@@ -45,7 +46,8 @@ def test_secrets_never_in_repr_str_or_json() -> None:
 def test_storage_options_carry_credentials_and_endpoint() -> None:
     options = s3_store(region="eu-west-1").storage_options()
     assert options == {
-        "key": KEY, "secret": SECRET,
+        "key": KEY,
+        "secret": SECRET,
         "client_kwargs": {"endpoint_url": "http://127.0.0.1:9", "region_name": "eu-west-1"},
     }
     assert Datastore(type="s3", url="s3://lake").storage_options() == {}
@@ -117,8 +119,9 @@ def test_datastore_paths_resolve_through_the_lookup() -> None:
     stores = {"lake": s3_store(), "disk": Datastore(type="local", url="/srv/data")}
     uri, options = resolve_uri("azureml://datastores/lake/paths/images/", stores.__getitem__)
     assert (uri, options["secret"]) == ("s3://lake/raw/images/", SECRET)
-    long_form = ("azureml://subscriptions/s/resourcegroups/g/workspaces/w/"
-                 "datastores/disk/paths/a/b.csv")
+    long_form = (
+        "azureml://subscriptions/s/resourcegroups/g/workspaces/w/datastores/disk/paths/a/b.csv"
+    )
     assert resolve_uri(long_form, stores.__getitem__) == ("/srv/data/a/b.csv", {})
 
 
@@ -185,7 +188,9 @@ def test_block_round_trip_through_the_prefect_api(prefect_api) -> None:
     assert loaded.secret is not None and loaded.secret.get_secret_value() == SECRET
     assert loaded.key is not None and loaded.key.get_secret_value() == KEY
     assert (loaded.url, loaded.endpoint_url, loaded.region) == (
-        "s3://lake/raw", "http://127.0.0.1:9", "eu-west-1"
+        "s3://lake/raw",
+        "http://127.0.0.1:9",
+        "eu-west-1",
     )
     saved = SavedDatastores()
     assert saved("round_trip").storage_options() == s3_store(region="eu-west-1").storage_options()
@@ -225,8 +230,10 @@ def test_a_blob_datastore_is_its_container_and_hides_its_key() -> None:
     for text in (repr(store), str(store), store.model_dump_json(), str(store.model_dump())):
         assert ACCOUNT_KEY not in text
     options = store.storage_options()
-    assert options == {"connection_string": "BlobEndpoint=https://acct1.blob.core.windows.net;"
-                       f"AccountName=acct1;AccountKey={ACCOUNT_KEY};"}
+    assert options == {
+        "connection_string": "BlobEndpoint=https://acct1.blob.core.windows.net;"
+        f"AccountName=acct1;AccountKey={ACCOUNT_KEY};"
+    }
     assert ACCOUNT_KEY in secret_values(options)
     assert mask(f"denied with {ACCOUNT_KEY}") == "denied with ***"
     assert blob_store().storage_options() == {  # anonymous
@@ -252,10 +259,16 @@ def test_a_blob_datastore_follows_its_endpoint_and_the_environment(monkeypatch) 
         ({"container_name": "data"}, "account_name"),
         ({"account_name": "Bad_Account", "container_name": "data"}, "account_name"),
         ({"account_name": "acct1"}, "container_name"),
-        ({"account_name": "acct1", "container_name": "data", "account_key": ACCOUNT_KEY,
-          "sas_token": "sv=1&sig=x"}, "credentials"),
-        ({"account_name": "acct1", "container_name": "data", "key": KEY, "secret": SECRET},
-         "key"),
+        (
+            {
+                "account_name": "acct1",
+                "container_name": "data",
+                "account_key": ACCOUNT_KEY,
+                "sas_token": "sv=1&sig=x",
+            },
+            "credentials",
+        ),
+        ({"account_name": "acct1", "container_name": "data", "key": KEY, "secret": SECRET}, "key"),
         ({"account_name": "acct1", "container_name": "data", "url": "s3://x"}, "url"),
     ],
 )
@@ -270,11 +283,13 @@ def test_inconsistent_blob_fields_are_refused(fields: dict, key: str) -> None:
 
 def test_blob_urls_take_the_covering_datastore_or_go_anonymous() -> None:
     stores = [blob_store(account_key=ACCOUNT_KEY)]
-    uri, options = resolve_uri("https://acct1.blob.core.windows.net/data/in/x.png",
-                               no_saved, blob_stores=stores)
+    uri, options = resolve_uri(
+        "https://acct1.blob.core.windows.net/data/in/x.png", no_saved, blob_stores=stores
+    )
     assert ACCOUNT_KEY in options["connection_string"]
-    uri, options = resolve_uri("https://acct1.blob.core.windows.net/other/x.png",
-                               no_saved, blob_stores=stores)
+    uri, options = resolve_uri(
+        "https://acct1.blob.core.windows.net/other/x.png", no_saved, blob_stores=stores
+    )
     assert options == {"connection_string": "BlobEndpoint=https://acct1.blob.core.windows.net;"}
     with pytest.raises(SpecError, match="not a SAS token"):
         resolve_uri("https://acct1.blob.core.windows.net/data/x.png?comp=list", no_saved)
@@ -282,12 +297,13 @@ def test_blob_urls_take_the_covering_datastore_or_go_anonymous() -> None:
 
 @pytest.mark.timeout(180)
 def test_blob_datastore_round_trip_through_the_prefect_api(prefect_api) -> None:
-    save_datastore("blob_lake", blob_store(account_key=ACCOUNT_KEY, description="d"),
-                   overwrite=True)
-    loaded = SavedDatastores()("blob_lake")
-    assert loaded.account_key is not None and loaded.account_key.get_secret_value() == (
-        ACCOUNT_KEY
+    save_datastore(
+        "blob_lake", blob_store(account_key=ACCOUNT_KEY, description="d"), overwrite=True
     )
+    loaded = SavedDatastores()("blob_lake")
+    assert loaded.account_key is not None and loaded.account_key.get_secret_value() == (ACCOUNT_KEY)
     assert (loaded.type, loaded.url, loaded.description) == (
-        "azure_blob", "https://acct1.blob.core.windows.net/data", "d"
+        "azure_blob",
+        "https://acct1.blob.core.windows.net/data",
+        "d",
     )

@@ -104,16 +104,24 @@ def test_a_corrupt_state_file_is_repaired_without_a_second_server(workspace):
     after = workspace.state()
     assert after["server"]["pid"] == before["server"]["pid"]  # adopted, not replaced
     assert [p.pid for p in find_processes("worker", workspace.state_dir)] == [
-        after["worker"]["pid"]]
+        after["worker"]["pid"]
+    ]
     workspace.job_completes()
 
 
 def test_two_commands_racing_start_one_server(workspace):
     workspace.ok("server", "stop")
     assert workspace.servers() == []
-    racers = [subprocess.Popen([sys.executable, "-m", "deployments.cli", "compute", "list"],
-                               env=workspace.env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "deployments.cli", "compute", "list"],
+            env=workspace.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = [racer.communicate(timeout=300) for racer in racers]
     assert [racer.returncode for racer in racers] == [0, 0], results
     assert sum("started a local Prefect server" in err for _, err in results) == 1

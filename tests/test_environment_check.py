@@ -109,8 +109,12 @@ def test_matching_python_gives_no_warning(tmp_path):
         ("pandas==2.1.0 ; python_version > '3'", False, "pandas", "==2.1.0"),
         ("Pillow[avif]~=10.0  # images", False, "pillow", "~=10.0"),
         ("torch==2.4.0 --hash=sha256:0123", False, "torch", "==2.4.0"),
-        ("torch==1.13.0+cu117 -f https://download.pytorch.org/whl", False, "torch",
-         "==1.13.0+cu117"),
+        (
+            "torch==1.13.0+cu117 -f https://download.pytorch.org/whl",
+            False,
+            "torch",
+            "==1.13.0+cu117",
+        ),
         ("mylib @ https://example.invalid/mylib-1.0-py3-none-any.whl", False, "mylib", ""),
         ("git+https://example.invalid/x.git", False, None, None),
         ("./wheels/local-1.0.tar.gz", False, None, None),
@@ -164,15 +168,24 @@ def test_the_platforms_own_conda_file_passes_with_warnings_and_one_info_line(tmp
     assert "pins torchvision 0.14.0, which this environment cannot honour" in warnings
     assert "azureml" not in warnings
     [info] = report.notes()
-    assert info.startswith(f"{tmp_path / 'conda.yaml'}: skipped azureml-core, "
-                           "azureml-dataset-runtime[fuse]: Azure ML's own runtime")
+    assert info.startswith(
+        f"{tmp_path / 'conda.yaml'}: skipped azureml-core, "
+        "azureml-dataset-runtime[fuse]: Azure ML's own runtime"
+    )
     assert "prefect-batch-endpoints provides in its place" in info
 
 
 def test_every_runtime_package_is_skipped_and_other_azureml_packages_are_checked(tmp_path):
-    runtime = ["azureml-defaults", "azureml-mlflow==1.50", "azureml_inference_server_http",
-               "azureml-telemetry", "azureml-dataprep[pandas]>=4", "azureml-dataprep-rslex",
-               "azureml-sdk", "azureml-pipeline-steps"]
+    runtime = [
+        "azureml-defaults",
+        "azureml-mlflow==1.50",
+        "azureml_inference_server_http",
+        "azureml-telemetry",
+        "azureml-dataprep[pandas]>=4",
+        "azureml-dataprep-rslex",
+        "azureml-sdk",
+        "azureml-pipeline-steps",
+    ]
     body = "dependencies:\n  - pip:\n" + "".join(f"    - {line}\n" for line in runtime)
     report = check_environment(conda_file(tmp_path, body + "    - azureml-fsspec\n"))
     assert [req.name for req in report.missing] == ["azureml-fsspec"]
@@ -317,8 +330,11 @@ def test_an_mlflow_folder_is_checked_through_its_requirements_file(tmp_path):
 
 def test_an_mlflow_folder_without_requirements_uses_its_conda_file(tmp_path):
     version_folder = tmp_path / "registered" / "1"  # the registry's layout: one folder inside
-    mlflow_model(version_folder / "model", None,
-                 conda="dependencies:\n  - python=3.8\n  - pip:\n    - mlflow-surely-missing\n")
+    mlflow_model(
+        version_folder / "model",
+        None,
+        conda="dependencies:\n  - python=3.8\n  - pip:\n    - mlflow-surely-missing\n",
+    )
     report = check_model_folder(version_folder)
     assert report.source == str(version_folder / "model" / "conda.yaml")
     assert [req.name for req in report.missing] == ["mlflow-surely-missing"]
@@ -351,14 +367,27 @@ SDK_MESSAGE = (
 )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("azureml") is not None,
-                    reason="an azureml package is installed here")
+@pytest.mark.skipif(
+    importlib.util.find_spec("azureml") is not None, reason="an azureml package is installed here"
+)
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("forked", [False, pytest.param(True, marks=pytest.mark.skipif(
-    not fork_server_available(), reason="no fork server on this platform"))])
+@pytest.mark.parametrize(
+    "forked",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=pytest.mark.skipif(
+                not fork_server_available(), reason="no fork server on this platform"
+            ),
+        ),
+    ],
+)
 def test_a_script_importing_the_sdk_at_init_fails_saying_so(tmp_path, forked):
-    spec = sdk_spec(tmp_path, "import numpy\nfrom azureml.core import Run\n"
-                    "def init(): pass\ndef run(mb): return mb\n")
+    spec = sdk_spec(
+        tmp_path,
+        "import numpy\nfrom azureml.core import Run\ndef init(): pass\ndef run(mb): return mb\n",
+    )
     server = ForkServer(spec, spec.environment()) if forked else None
     try:
         with pytest.raises(ScoringFailure) as info:
@@ -371,17 +400,21 @@ def test_a_script_importing_the_sdk_at_init_fails_saying_so(tmp_path, forked):
     assert info.value.missing_module == "azureml.core"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("azureml") is not None,
-                    reason="an azureml package is installed here")
+@pytest.mark.skipif(
+    importlib.util.find_spec("azureml") is not None, reason="an azureml package is installed here"
+)
 @pytest.mark.timeout(120)
 def test_a_script_importing_the_sdk_in_run_fails_its_mini_batch_saying_so(tmp_path):
-    in_run = sdk_spec(tmp_path, """
+    in_run = sdk_spec(
+        tmp_path,
+        """
         import importlib.util
         def init():
             assert importlib.util.find_spec("azureml") is None  # probes still see nothing
         def run(mb):
             import azureml.core
-    """)
+    """,
+    )
     process = ScoringProcess(in_run)
     process.start()
     try:
@@ -396,11 +429,14 @@ def test_a_script_importing_the_sdk_in_run_fails_its_mini_batch_saying_so(tmp_pa
 
 @pytest.mark.timeout(120)
 def test_an_azureml_package_that_is_there_is_used_untouched(tmp_path):
-    spec = sdk_spec(tmp_path, """
+    spec = sdk_spec(
+        tmp_path,
+        """
         from azureml.core import MARK
         def init(): pass
         def run(mb): return [MARK for _ in mb]
-    """)
+    """,
+    )
     package = Path(spec.code_dir) / "azureml" / "core"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("MARK = 'the real one'\n")
@@ -417,18 +453,22 @@ def test_an_azureml_package_that_is_there_is_used_untouched(tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_create_takes_the_platforms_folder_and_checks_an_mlflow_model(pbe, tiny_project,
-                                                                       tmp_path):
+def test_create_takes_the_platforms_folder_and_checks_an_mlflow_model(pbe, tiny_project, tmp_path):
     endpoint = f"envchk-{uuid.uuid4().hex[:6]}"
-    pbe.ok("batch-endpoint", "create", "--file", str(tiny_project.endpoint_yml),
-           "--name", endpoint)
+    pbe.ok("batch-endpoint", "create", "--file", str(tiny_project.endpoint_yml), "--name", endpoint)
     folder = tmp_path / "platform-folder"
     shutil.copytree(tiny_project.folder, folder, ignore=shutil.ignore_patterns("inputs"))
     (folder / "conda.yaml").write_text(PLATFORM_MNIST_CONDA)
     with (folder / "deployment.yml").open("a") as handle:
         handle.write("environment: {name: env, conda_file: conda.yaml}\n")
-    create = ["batch-deployment", "create", "--file", str(folder / "deployment.yml"),
-              "--endpoint-name", endpoint]
+    create = [
+        "batch-deployment",
+        "create",
+        "--file",
+        str(folder / "deployment.yml"),
+        "--endpoint-name",
+        endpoint,
+    ]
 
     result = pbe(*create, "--name", "platform-dpl")
     assert result.code == 0, result.err
@@ -436,8 +476,9 @@ def test_create_takes_the_platforms_folder_and_checks_an_mlflow_model(pbe, tiny_
     assert "skipped azureml-core, azureml-dataset-runtime[fuse]" in info
     assert "pins torch 1.13.0, which this environment cannot honour" in result.err
 
-    model = mlflow_model(tmp_path / "mlflow-model",
-                         "mlflow-surely-missing==2.9.2\nazureml-mlflow==1.54.0\n")
+    model = mlflow_model(
+        tmp_path / "mlflow-model", "mlflow-surely-missing==2.9.2\nazureml-mlflow==1.54.0\n"
+    )
     name = f"mlflow-{uuid.uuid4().hex[:6]}"
     pbe.ok("model", "create", "--name", name, "--type", "mlflow_model", "--path", str(model))
     result = pbe(*create, "--name", "mlflow-dpl", "--set", f"model=azureml:{name}@latest")

@@ -22,8 +22,14 @@ def test_the_tabular_mlflow_example_runs_end_to_end(tmp_path):
     work = tmp_path / "work"
     env.update(PYTHONPATH=str(clone), WORK=str(work), PYTHON=sys.executable)
     try:
-        done = subprocess.run(["bash", "examples/tabular/run.sh"], env=env, capture_output=True,
-                              text=True, timeout=840, cwd=clone)
+        done = subprocess.run(
+            ["bash", "examples/tabular/run.sh"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=840,
+            cwd=clone,
+        )
     finally:
         run_pbe(env, "server", "stop", timeout=120)
     log = done.stdout + done.stderr

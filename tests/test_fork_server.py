@@ -84,8 +84,13 @@ def test_only_fork_safe_libraries_the_script_imports_are_preloaded(tmp_path):
         "def init():\n    import pandas\n"
     )
     assert preload_candidates(script) == [
-        "numpy", "PIL", "PIL.Image", "PIL.ImageOps", "torchvision.io",
-        "torchvision.io.read_image", "torch.nn",
+        "numpy",
+        "PIL",
+        "PIL.Image",
+        "PIL.ImageOps",
+        "torchvision.io",
+        "torchvision.io.read_image",
+        "torch.nn",
     ]  # not TensorFlow (not fork-safe), local modules, or what init() imports
     script.write_text("import numpy\ndef init(:\n")
     assert preload_candidates(script) == []  # the scoring process reports the syntax error
@@ -105,9 +110,7 @@ PROBE = """
 """
 
 
-def test_forked_processes_are_the_servers_children_with_their_own_random_state(
-    tmp_path, servers
-):
+def test_forked_processes_are_the_servers_children_with_their_own_random_state(tmp_path, servers):
     spec = spec_for(tmp_path, write_script(tmp_path / "code", PROBE))
     server = servers(spec)
     processes = [ScoringProcess(spec, server.address) for _ in range(2)]

@@ -50,18 +50,19 @@ def prefect_api():
 
 def marked_project(root: Path, count: int = 12):
     markers, flag = root / "markers", root / "flag.txt"
-    code = write_script(root / "code", MARKED_SCRIPT.format(markers=str(markers),
-                                                            flag=str(flag)))
+    code = write_script(root / "code", MARKED_SCRIPT.format(markers=str(markers), flag=str(flag)))
     inputs = root / "inputs"
     write_inputs(inputs, count)
-    spec = make_spec(code, make_model(root / "model"), mini_batch_size=2, max_retries=1,
-                     error_threshold=0)
+    spec = make_spec(
+        code, make_model(root / "model"), mini_batch_size=2, max_retries=1, error_threshold=0
+    )
     return spec, inputs, markers, flag
 
 
 def run(spec, inputs: Path, output: Path, **options):
-    return batch_score(input=str(inputs), deployment=spec, output_path=str(output),
-                       return_state=True, **options)
+    return batch_score(
+        input=str(inputs), deployment=spec, output_path=str(output), return_state=True, **options
+    )
 
 
 def marker_counts(markers: Path) -> dict[str, int]:

@@ -51,8 +51,10 @@ class Api:
         return response.json()
 
     def artifact(self, key: str) -> dict:
-        [found] = self.post("/artifacts/filter", {"artifacts": {"key": {"any_": [key]}},
-                                                   "sort": "CREATED_DESC", "limit": 1})
+        [found] = self.post(
+            "/artifacts/filter",
+            {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1},
+        )
         return found
 
     def task_runs(self, flow_run_id: str) -> dict[str, str]:
@@ -61,9 +63,15 @@ class Api:
 
     def logs(self, flow_run_id: str) -> list[dict]:
         logs, offset = [], 0
-        while page := self.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}},
-                                                 "sort": "TIMESTAMP_ASC", "offset": offset,
-                                                 "limit": 200}):
+        while page := self.post(
+            "/logs/filter",
+            {
+                "logs": {"flow_run_id": {"any_": [flow_run_id]}},
+                "sort": "TIMESTAMP_ASC",
+                "offset": offset,
+                "limit": 200,
+            },
+        ):
             logs += page
             offset += len(page)
         return logs
@@ -74,27 +82,59 @@ def chatty_job(pbe, pbe_workspace, tiny_project):
     """A finished job of a script that prints, warns, logs and fails on one mini-batch."""
     (tiny_project.folder / "code" / "chatty.py").write_text(CHATTY)
     endpoint = f"see-{uuid.uuid4().hex[:6]}"
-    pbe.ok("batch-endpoint", "create", "--file", str(tiny_project.endpoint_yml),
-           "--name", endpoint)
-    pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
-           "--endpoint-name", endpoint, "--name", "chatty-dpl", "--set-default",
-           "--set", "code_configuration.scoring_script=chatty.py",
-           "--set", "settings.mini_batch_size=1")
-    pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
-           "--endpoint-name", endpoint)  # tiny-dpl: echoes, never fails
-    job = pbe.ok("batch-endpoint", "invoke", "--name", endpoint, "--input",
-                 str(tiny_project.inputs), "--set", "max_retries=1",
-                 "--set", "error_threshold=-1")
+    pbe.ok("batch-endpoint", "create", "--file", str(tiny_project.endpoint_yml), "--name", endpoint)
+    pbe.ok(
+        "batch-deployment",
+        "create",
+        "--file",
+        str(tiny_project.deployment_yml),
+        "--endpoint-name",
+        endpoint,
+        "--name",
+        "chatty-dpl",
+        "--set-default",
+        "--set",
+        "code_configuration.scoring_script=chatty.py",
+        "--set",
+        "settings.mini_batch_size=1",
+    )
+    pbe.ok(
+        "batch-deployment",
+        "create",
+        "--file",
+        str(tiny_project.deployment_yml),
+        "--endpoint-name",
+        endpoint,
+    )  # tiny-dpl: echoes, never fails
+    job = pbe.ok(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        endpoint,
+        "--input",
+        str(tiny_project.inputs),
+        "--set",
+        "max_retries=1",
+        "--set",
+        "error_threshold=-1",
+    )
     running = []  # what job show said while the job ran
     deadline = time.monotonic() + 240
     while (shown := pbe.ok("job", "show", "-n", job["name"]))["status"] not in (
-            "Completed", "Failed", "Canceled"):
+        "Completed",
+        "Failed",
+        "Canceled",
+    ):
         assert time.monotonic() < deadline, "the job did not end"
         if shown["status"] == "Running":
             running.append(shown["properties"])
         time.sleep(0.5)
-    yield {"job": shown, "endpoint": endpoint, "running": running,
-           "api": Api(pbe_workspace.api_url)}
+    yield {
+        "job": shown,
+        "endpoint": endpoint,
+        "running": running,
+        "api": Api(pbe_workspace.api_url),
+    }
     pbe("batch-endpoint", "delete", "--name", endpoint, "--yes")
 
 
@@ -114,26 +154,34 @@ def test_the_summary_and_table_artifacts_describe_the_job(chatty_job):
     table = api.artifact(f"{endpoint}--chatty-dpl-mini-batches")
     rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
     assert [(r["mini_batch_id"], r["status"]) for r in rows] == [
-        (2, "failed"), (0, "succeeded"), (1, "succeeded")]  # failed ones first
+        (2, "failed"),
+        (0, "succeeded"),
+        (1, "succeeded"),
+    ]  # failed ones first
     assert "logs/processed_mini-batches.csv" in table["description"]
 
     progress = api.artifact(f"{endpoint}--chatty-dpl-progress")
     assert progress["type"] == "progress" and progress["data"] == 100.0
-    assert "3/3 mini-batches done (2 succeeded, 1 failed); 3/3 items done" in (
-        progress["description"])
+    assert (
+        "3/3 mini-batches done (2 succeeded, 1 failed); 3/3 items done" in (progress["description"])
+    )
 
 
 def test_the_scripts_lines_reach_their_task_runs_within_the_budget(chatty_job):
     api, job = chatty_job["api"], chatty_job["job"]
     names = api.task_runs(job["id"])
-    script = [(names.get(log["task_run_id"]), log["level"], log["message"])
-              for log in api.logs(job["id"]) if log["name"] == "prefect.task_runs.script"]
+    script = [
+        (names.get(log["task_run_id"]), log["level"], log["message"])
+        for log in api.logs(job["id"])
+        if log["name"] == "prefect.task_runs.script"
+    ]
     assert ("mini-batch-0", logging.INFO, "scoring item0000.txt") in script
     assert ("mini-batch-2", logging.INFO, "scoring item0002.txt") in script
     assert ("mini-batch-1", logging.WARNING, "a warning on stderr") in script
     assert ("mini-batch-1", logging.ERROR, "chatty: an error record for item0001.txt") in script
     assert [where for where, _, message in script if message == "chatty init"] == [
-        "mini-batch-0"]  # one process: its init() output goes to its first mini-batch
+        "mini-batch-0"
+    ]  # one process: its init() output goes to its first mini-batch
     noise = [m for where, _, m in script if where == "mini-batch-2" and m.startswith("noise")]
     assert 0 < len(noise) < 150  # the budget (100 lines a mini-batch) held
     [summary] = [m for where, _, m in script if where == "mini-batch-2" and "more lines" in m]
@@ -146,7 +194,8 @@ def test_the_scripts_output_is_kept_whole_beside_the_output(chatty_job):
     lines = stdout.read_text().splitlines()
     assert lines[0] == "chatty init"
     assert [line for line in lines if line.startswith("noise")] == [
-        f"noise {n}" for n in range(150)]
+        f"noise {n}" for n in range(150)
+    ]
     stderr = (user / "stderr" / stdout.name).read_text()
     assert stderr.count("a warning on stderr") == 3
     assert "ERROR chatty: an error record for item0002.txt" in stderr
@@ -158,12 +207,24 @@ def test_job_show_gives_a_running_jobs_counts_so_far(chatty_job):
     assert all(p["mini_batches"] == 3 and p["items"] == 3 for p in partial)
     assert any(0 < p["mini_batches_done"] < 3 for p in partial)
     assert {k: v for k, v in chatty_job["job"]["properties"].items() if "items" in k} == {
-        "items": 3, "items_succeeded": 2, "items_failed": 1}  # the end: the final counts
+        "items": 3,
+        "items_succeeded": 2,
+        "items_failed": 1,
+    }  # the end: the final counts
 
 
 def test_invoke_wait_shows_progress_on_stderr(pbe, chatty_job, tiny_project):
-    waited = pbe("batch-endpoint", "invoke", "--name", chatty_job["endpoint"],
-                 "--deployment-name", "tiny-dpl", "--input", str(tiny_project.inputs), "--wait")
+    waited = pbe(
+        "batch-endpoint",
+        "invoke",
+        "--name",
+        chatty_job["endpoint"],
+        "--deployment-name",
+        "tiny-dpl",
+        "--input",
+        str(tiny_project.inputs),
+        "--wait",
+    )
     assert waited.code == 0, waited.err
     assert "Progress: 2/2 mini-batches (0 failed), 3/3 items" in waited.err  # not a terminal
 
@@ -195,10 +256,16 @@ def test_progress_line_rate_and_time_left():
     rate = Rate()
     rate.add(100, now=0.0)
     rate.add(300, now=10.0)
-    counts = {"mini_batches": 40, "mini_batches_done": 12, "mini_batches_failed": 1,
-              "items": 1000, "items_done": 300}
+    counts = {
+        "mini_batches": 40,
+        "mini_batches_done": 12,
+        "mini_batches_failed": 1,
+        "items": 1000,
+        "items_done": 300,
+    }
     assert describe(counts, rate) == (
-        "12/40 mini-batches (1 failed), 300/1000 items, 20.0 items/s, about 35s left")
+        "12/40 mini-batches (1 failed), 300/1000 items, 20.0 items/s, about 35s left"
+    )
     out = io.StringIO()
     with ProgressView(out, live=False) as view:
         view.update(counts, "Running")

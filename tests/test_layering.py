@@ -44,7 +44,7 @@ def test_no_import_circle():
         state[name] = 1
         for target in sorted(GRAPH[name] - {name}):
             if state.get(target) == 1:
-                cycle = path[path.index(target):] + [target]
+                cycle = path[path.index(target) :] + [target]
                 pytest.fail("import circle: " + " -> ".join(cycle))
             if target not in state:
                 visit(target, [*path, target])
@@ -57,7 +57,7 @@ def test_no_import_circle():
 
 @pytest.mark.parametrize("floor", FLOORS)
 def test_floors_import_only_downwards(floor):
-    above = set(FLOORS[FLOORS.index(floor) + 1:])
+    above = set(FLOORS[FLOORS.index(floor) + 1 :])
     wrong = sorted(f"{name} imports {target}" for name, targets in GRAPH.items()
                    if name.split(".")[0] == floor for target in targets
                    if target.split(".")[0] in above)  # fmt: skip

@@ -35,13 +35,20 @@ def _fields(block) -> dict:
 
 def test_blocks_round_trip(pbe_workspace):
     name = f"Round-{uuid.uuid4().hex[:6]}"
-    endpoint = BatchEndpoint(name=name, description="d", tags={"a": "b"},
-                             default_deployment="x-dpl")
+    endpoint = BatchEndpoint(
+        name=name, description="d", tags={"a": "b"}, default_deployment="x-dpl"
+    )
     deployment = BatchDeployment(
-        name="X-Dpl", endpoint=name, spec={"name": "X-Dpl", "model": "azureml:m:1",
-                                           "compute": "azureml:c"},
-        code_dir="/code", scoring_script="score.py", model_name="m", model_version="1",
-        model_dir="/models/m/1", compute="c")
+        name="X-Dpl",
+        endpoint=name,
+        spec={"name": "X-Dpl", "model": "azureml:m:1", "compute": "azureml:c"},
+        code_dir="/code",
+        scoring_script="score.py",
+        model_name="m",
+        model_version="1",
+        model_dir="/models/m/1",
+        compute="c",
+    )
     with _api(pbe_workspace.api_url):
         endpoint.save(endpoint_document_name(name))
         deployment.save(deployment_document_name(name, "X-Dpl"))
@@ -58,8 +65,9 @@ def test_blocks_round_trip(pbe_workspace):
             load_endpoint(name)
 
 
-def test_a_deployment_pins_its_code_and_model_at_create_time(pbe, pbe_workspace,
-                                                             tiny_project, tmp_path):
+def test_a_deployment_pins_its_code_and_model_at_create_time(
+    pbe, pbe_workspace, tiny_project, tmp_path
+):
     import shutil
 
     from flows.resolve import resolve_endpoint
@@ -68,8 +76,16 @@ def test_a_deployment_pins_its_code_and_model_at_create_time(pbe, pbe_workspace,
     shutil.copytree(tiny_project.folder, project)
     name = f"pin-{uuid.uuid4().hex[:6]}"
     pbe.ok("batch-endpoint", "create", "--file", str(project / "endpoint.yml"), "--name", name)
-    created = pbe.ok("batch-deployment", "create", "--file", str(project / "deployment.yml"),
-                     "--endpoint-name", name, "--set", "settings.mini_batch_size=5")
+    created = pbe.ok(
+        "batch-deployment",
+        "create",
+        "--file",
+        str(project / "deployment.yml"),
+        "--endpoint-name",
+        name,
+        "--set",
+        "settings.mini_batch_size=5",
+    )
     latest = pbe.ok("model", "show", "--name", "tiny-model", "--label", "latest")["version"]
     assert created["model"] == f"azureml:tiny-model:{latest}"  # @latest became a version
     assert created["settings"]["mini_batch_size"] == 5  # --set applied
@@ -87,8 +103,16 @@ def test_a_deployment_pins_its_code_and_model_at_create_time(pbe, pbe_workspace,
     assert resolved.spec.settings.mini_batch_size == 5
     assert resolved.compute.type == "local"
 
-    updated = pbe.ok("batch-deployment", "update", "--name", "tiny-dpl", "--endpoint-name", name,
-                     "--set", "settings.mini_batch_size=7")
+    updated = pbe.ok(
+        "batch-deployment",
+        "update",
+        "--name",
+        "tiny-dpl",
+        "--endpoint-name",
+        name,
+        "--set",
+        "settings.mini_batch_size=7",
+    )
     assert updated["code_configuration"]["code"] == resolved.code_dir  # same snapshot
     assert updated["model"] == created["model"]
     pbe.ok("batch-endpoint", "delete", "--name", name, "--yes")

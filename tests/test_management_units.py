@@ -24,15 +24,20 @@ from flows.results import JobCounts
 
 # --- output --------------------------------------------------------------------------------
 
-JOB = {"name": "batchjob-1", "status": "Completed", "defaults": {"deployment_name": "d"},
-       "outputs": {"score": {"path": "/out"}}}
+JOB = {
+    "name": "batchjob-1",
+    "status": "Completed",
+    "defaults": {"deployment_name": "d"},
+    "outputs": {"score": {"path": "/out"}},
+}
 
 
 def test_query_and_tsv_give_bare_values_for_shell_scripts():
     assert render(apply_query(JOB, "name"), "tsv") == "batchjob-1"
     assert render(apply_query([JOB, JOB], "[].name"), "tsv") == "batchjob-1\nbatchjob-1"
     assert render(apply_query(JOB, "{Name:name, Defaults:defaults}"), "json") == json.dumps(
-        {"Name": "batchjob-1", "Defaults": {"deployment_name": "d"}}, indent=2)
+        {"Name": "batchjob-1", "Defaults": {"deployment_name": "d"}}, indent=2
+    )
     assert render(apply_query(JOB, "outputs.score.path"), "tsv") == "/out"
     assert render(apply_query(JOB, "missing"), "tsv") == ""
     assert render({"a": 1, "b": None, "c": True, "d": {"x": 1}}, "tsv") == "1\t\tTrue"
@@ -54,29 +59,54 @@ def test_table_yaml_and_errors():
 
 
 def test_job_overrides_accept_az_ml_keys_and_refuse_the_rest():
-    assert JobOverrides.from_sets(["output_file_name=out.csv", "retry_settings.max_retries=2",
-                                   "settings.error_threshold=-1", "timeout=9"],
-                                  mini_batch_size=20).given() == {
-        "output_file_name": "out.csv", "max_retries": 2, "error_threshold": -1, "timeout": 9,
-        "mini_batch_size": 20}
+    assert JobOverrides.from_sets(
+        [
+            "output_file_name=out.csv",
+            "retry_settings.max_retries=2",
+            "settings.error_threshold=-1",
+            "timeout=9",
+        ],
+        mini_batch_size=20,
+    ).given() == {
+        "output_file_name": "out.csv",
+        "max_retries": 2,
+        "error_threshold": -1,
+        "timeout": 9,
+        "mini_batch_size": 20,
+    }
     with pytest.raises(SpecError, match="cannot be changed per job"):
         JobOverrides.from_sets(["settings.max_concurrency_per_instance=4"])
     with pytest.raises(SpecError, match="Did you mean 'timeout'"):
         JobOverrides.from_sets(["timeuot=3"])
 
 
-@pytest.mark.parametrize(("state", "status"), [
-    ("SCHEDULED", "Queued"), ("PENDING", "Preparing"), ("RUNNING", "Running"),
-    ("COMPLETED", "Completed"), ("FAILED", "Failed"), ("CRASHED", "Failed"),
-    ("CANCELLING", "CancelRequested"), ("CANCELLED", "Canceled"), (None, "NotStarted"),
-])
+@pytest.mark.parametrize(
+    ("state", "status"),
+    [
+        ("SCHEDULED", "Queued"),
+        ("PENDING", "Preparing"),
+        ("RUNNING", "Running"),
+        ("COMPLETED", "Completed"),
+        ("FAILED", "Failed"),
+        ("CRASHED", "Failed"),
+        ("CANCELLING", "CancelRequested"),
+        ("CANCELLED", "Canceled"),
+        (None, "NotStarted"),
+    ],
+)
 def test_prefect_states_map_to_az_ml_statuses(state, status):
     assert status_of(state) == status
 
 
 def test_counts_travel_as_flow_run_labels():
-    counts = JobCounts(mini_batches=4, mini_batches_succeeded=3, mini_batches_failed=1,
-                       items=40, items_succeeded=35, items_failed=5)
+    counts = JobCounts(
+        mini_batches=4,
+        mini_batches_succeeded=3,
+        mini_batches_failed=1,
+        items=40,
+        items_succeeded=35,
+        items_failed=5,
+    )
     labels = counts.to_labels()
     assert labels["pbe.items_failed"] == 5 and all(k.startswith("pbe.") for k in labels)
     assert JobCounts.from_labels({**labels, "other": "x"}) == counts
@@ -121,8 +151,14 @@ def test_concurrent_registrations_get_distinct_versions(tmp_path):
     registry = ModelRegistry(tmp_path / "models")
     (tmp_path / "weights.bin").write_bytes(b"x" * 1000)
     versions: list[str] = []
-    threads = [threading.Thread(target=lambda: versions.append(
-        registry.create("m", tmp_path / "weights.bin")["version"])) for _ in range(8)]
+    threads = [
+        threading.Thread(
+            target=lambda: versions.append(
+                registry.create("m", tmp_path / "weights.bin")["version"]
+            )
+        )
+        for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -166,7 +202,8 @@ def test_a_stale_state_file_is_not_a_running_server(tmp_path):
     (tmp_path / "prefect").mkdir()
     dead = {"pid": 2**22 + 12345, "started": 0.0, "url": "http://127.0.0.1:9/api"}
     (tmp_path / "prefect" / "embedded.json").write_text(
-        json.dumps({"server": dead, "worker": dead}))
+        json.dumps({"server": dead, "worker": dead})
+    )
     status = embedded.status()
     assert status["running"] is False and status["server_pid"] is None
     assert "the server is not running" in status["problems"]
@@ -222,11 +259,27 @@ def test_every_command_takes_query_and_output():
             with pbe_app.app_stack([pbe_app, group, verb]):
                 arguments = verb.assemble_argument_collection()
             options = {name for argument in arguments for name in argument.names}
-            assert {"--query", "-o", "--debug", "--workspace"} <= options, (group_name,
-                                                                              verb_name)
-    _, bound, _ = pbe_app.parse_args(["batch-endpoint", "invoke", "-n", "e", "--input", "x",
-                                      "-g", "rg", "-w", "ws", "--query", "name", "-o", "tsv"],
-                                     exit_on_error=False, print_error=False)
+            assert {"--query", "-o", "--debug", "--workspace"} <= options, (group_name, verb_name)
+    _, bound, _ = pbe_app.parse_args(
+        [
+            "batch-endpoint",
+            "invoke",
+            "-n",
+            "e",
+            "--input",
+            "x",
+            "-g",
+            "rg",
+            "-w",
+            "ws",
+            "--query",
+            "name",
+            "-o",
+            "tsv",
+        ],
+        exit_on_error=False,
+        print_error=False,
+    )
     assert bound.arguments["options"].query == "name"
 
 
@@ -241,4 +294,5 @@ def test_the_prefect_collections_entry_point_defines_every_block_type():
         pytest.skip("the package is not installed (pip install -e .)")
     points[0].load()
     assert {"batch-endpoint", "batch-deployment", "batch-compute", "batch-datastore"} <= set(
-        get_registry_for_type(Block))
+        get_registry_for_type(Block)
+    )

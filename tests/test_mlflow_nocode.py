@@ -51,16 +51,25 @@ def models(tmp_path_factory) -> dict[str, Path]:
 def nocode_spec(model: Path, **settings) -> object:
     """A deployment with no code_configuration and no environment, its model inline."""
     settings.setdefault("max_concurrency_per_instance", 1)
-    return parse_deployment({
-        "name": "mlflow-dpl", "type": "model", "compute": "azureml:local",
-        "model": {"name": "mlflow-model", "path": str(model), "type": "mlflow_model"},
-        "settings": settings,
-    })
+    return parse_deployment(
+        {
+            "name": "mlflow-dpl",
+            "type": "model",
+            "compute": "azureml:local",
+            "model": {"name": "mlflow-model", "path": str(model), "type": "mlflow_model"},
+            "settings": settings,
+        }
+    )
 
 
 def run_job(spec, input_dir: Path, output: Path, **overrides):
-    return batch_score(input=str(input_dir), deployment=spec, output_path=str(output),
-                       return_state=True, **overrides)
+    return batch_score(
+        input=str(input_dir),
+        deployment=spec,
+        output_path=str(output),
+        return_state=True,
+        **overrides,
+    )
 
 
 def expected_rows(model: Path, frame: pd.DataFrame, name: str) -> str:
@@ -86,23 +95,26 @@ def mixed_folder(tmp_path_factory) -> Path:
 
 def test_csv_and_parquet_score_and_each_bad_file_fails_alone(models, mixed_folder, tmp_path):
     features, _ = breast_cancer()
-    state = run_job(nocode_spec(models["signed"], mini_batch_size=2), mixed_folder,
-                    tmp_path / "out")
+    state = run_job(
+        nocode_spec(models["signed"], mini_batch_size=2), mixed_folder, tmp_path / "out"
+    )
     result = state.result()
     assert (result.items, result.items_succeeded, result.items_failed) == (5, 2, 3)
     assert result.mini_batches_succeeded == 3  # the failed files did not fail their batches
 
     # byte for byte: row, prediction, file name; no header; CSV rows then Parquet rows
-    expected = (expected_rows(models["signed"], features[400:450], "a_part.csv")
-                + expected_rows(models["signed"], features[450:480].reset_index(drop=True),
-                                "b_part.parquet"))
+    expected = expected_rows(models["signed"], features[400:450], "a_part.csv") + expected_rows(
+        models["signed"], features[450:480].reset_index(drop=True), "b_part.parquet"
+    )
     assert (tmp_path / "out" / "predictions.csv").read_text() == expected
     assert expected.startswith("0,")  # sanity of the reference itself
 
     errors = (tmp_path / "out" / "logs" / "errors.txt").read_text()
     assert "c_missing.csv: missing column 'mean radius', which the model's signature" in errors
-    assert ("d_notes.txt: file type '.txt' is not supported; the built-in MLflow scorer "
-            "reads .csv, .parquet, .pqt, .png") in errors
+    assert (
+        "d_notes.txt: file type '.txt' is not supported; the built-in MLflow scorer "
+        "reads .csv, .parquet, .pqt, .png"
+    ) in errors
     assert "e_bad_value.csv: column 'worst area', row 2: 'abc' cannot be read as double" in errors
     with open(tmp_path / "out" / "logs" / "processed_mini-batches.csv") as handle:
         report = list(csv.DictReader(handle))
@@ -114,8 +126,12 @@ def test_csv_and_parquet_score_and_each_bad_file_fails_alone(models, mixed_folde
 
 
 def test_failed_files_count_against_the_error_threshold(models, mixed_folder, tmp_path):
-    state = run_job(nocode_spec(models["signed"], mini_batch_size=5), mixed_folder,
-                    tmp_path / "out", error_threshold=2)
+    state = run_job(
+        nocode_spec(models["signed"], mini_batch_size=5),
+        mixed_folder,
+        tmp_path / "out",
+        error_threshold=2,
+    )
     assert state.is_failed()
     assert "The number of failed items is 3, which exceeds error threshold 2." in state.message
     assert not (tmp_path / "out" / "predictions.csv").exists()
@@ -126,14 +142,16 @@ def test_a_model_without_a_signature_scores_csv_as_read(models, tmp_path):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     for number in range(3):
-        features[500 + 10 * number: 510 + 10 * number].to_csv(inputs / f"p{number}.csv",
-                                                               index=False)
+        features[500 + 10 * number : 510 + 10 * number].to_csv(
+            inputs / f"p{number}.csv", index=False
+        )
     assert read_mlmodel(models["unsigned"]).signature is None
     result = run_job(nocode_spec(models["unsigned"]), inputs, tmp_path / "out").result()
     assert (result.items_succeeded, result.items_failed) == (3, 0)
     expected = "".join(
         expected_rows(models["unsigned"], pd.read_csv(inputs / f"p{n}.csv"), f"p{n}.csv")
-        for n in range(3))
+        for n in range(3)
+    )
     assert (tmp_path / "out" / "predictions.csv").read_text() == expected
 
 
@@ -144,14 +162,17 @@ def test_an_image_model_gets_arrays_shaped_to_its_tensor_signature(models, tmp_p
     inputs = tmp_path / "digits"
     write_pngs(inputs, images)
     Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(inputs / "zz_big.png")
-    result = run_job(nocode_spec(models["image"], mini_batch_size=2), inputs,
-                     tmp_path / "out").result()
+    result = run_job(
+        nocode_spec(models["image"], mini_batch_size=2), inputs, tmp_path / "out"
+    ).result()
     assert (result.items_succeeded, result.items_failed) == (4, 1)
     expected = "".join(f"0,{int(image.sum())},{n:05d}.png\n" for n, image in enumerate(images))
     assert (tmp_path / "out" / "predictions.csv").read_text() == expected  # one row per file
     errors = (tmp_path / "out" / "logs" / "errors.txt").read_text()
-    assert ("zz_big.png: image of shape (32, 32) (1024 values) does not fit the signature's "
-            "tensor shape [-1, 28, 28]") in errors
+    assert (
+        "zz_big.png: image of shape (32, 32) (1024 values) does not fit the signature's "
+        "tensor shape [-1, 28, 28]"
+    ) in errors
 
 
 def test_the_output_is_row_predictions_file_with_pandas_quoting(models, tmp_path):
@@ -162,9 +183,7 @@ def test_the_output_is_row_predictions_file_with_pandas_quoting(models, tmp_path
     result = run_job(nocode_spec(models["frame"]), inputs, tmp_path / "out").result()
     assert result.items_succeeded == 2
     assert (tmp_path / "out" / "predictions.csv").read_bytes() == (  # as docs/semantics.md §7
-        b'0,1,0.9731,"heart, part 1.csv"\n'
-        b'1,0,0.0412,"heart, part 1.csv"\n'
-        b"0,1,1e-07,heart-2.csv\n"
+        b'0,1,0.9731,"heart, part 1.csv"\n1,0,0.0412,"heart, part 1.csv"\n0,1,1e-07,heart-2.csv\n'
     )
 
 
@@ -196,17 +215,23 @@ def test_a_custom_script_reuses_the_readers_and_names_its_failed_files(models, t
     features[:3].to_parquet(inputs / "b.pqt", index=False)
     (inputs / "c.csv").write_bytes(b"")  # pandas: no columns to parse
     code = write_script(tmp_path / "code", READER_SCRIPT)
-    spec = parse_deployment({
-        "name": "readers-dpl", "type": "model", "compute": "azureml:local",
-        "model": {"name": "m", "path": str(models["signed"]), "type": "mlflow_model"},
-        "code_configuration": {"code": str(code), "scoring_script": "score.py"},
-        "settings": {"mini_batch_size": 3, "max_concurrency_per_instance": 1},
-    })
+    spec = parse_deployment(
+        {
+            "name": "readers-dpl",
+            "type": "model",
+            "compute": "azureml:local",
+            "model": {"name": "m", "path": str(models["signed"]), "type": "mlflow_model"},
+            "code_configuration": {"code": str(code), "scoring_script": "score.py"},
+            "settings": {"mini_batch_size": 3, "max_concurrency_per_instance": 1},
+        }
+    )
     result = run_job(spec, inputs, tmp_path / "out").result()
     assert (result.items_succeeded, result.items_failed) == (2, 1)
     assert (tmp_path / "out" / "predictions.csv").read_text() == "a.csv 7\nb.pqt 3\n"
-    assert "c.csv: No columns to parse from file" in (
-        tmp_path / "out" / "logs" / "errors.txt").read_text()
+    assert (
+        "c.csv: No columns to parse from file"
+        in (tmp_path / "out" / "logs" / "errors.txt").read_text()
+    )
 
 
 # --- refused before any job -------------------------------------------------------------------
@@ -220,9 +245,11 @@ def test_a_model_without_pyfunc_or_not_mlflow_is_refused(models, tmp_path):
         builtin_code(only_sklearn, model_type="mlflow_model", label="'x'")
     with pytest.raises(SpecError, match="is a custom_model; a deployment without"):
         builtin_code(models["signed"], model_type="custom_model", label="'x'")
-    spec = nocode_spec(models["signed"]).model_copy(update={
-        "model": nocode_spec(models["signed"]).model.model_copy(update={"type": "custom_model"})
-    })
+    spec = nocode_spec(models["signed"]).model_copy(
+        update={
+            "model": nocode_spec(models["signed"]).model.model_copy(update={"type": "custom_model"})
+        }
+    )
     with pytest.raises(SpecError, match="needs an mlflow_model"):
         resolve_spec(spec)  # what the flow does first, before any input is listed
 
@@ -247,7 +274,8 @@ def test_read_image_fits_the_tensor_or_says_why_not(tmp_path):
     from PIL import Image
 
     Image.fromarray(np.arange(784, dtype=np.uint16).reshape(28, 28).astype(np.uint8)).save(
-        tmp_path / "d.png")
+        tmp_path / "d.png"
+    )
     plain = read_image(str(tmp_path / "d.png"))
     assert (plain.shape, plain.dtype) == ((1, 28, 28), np.uint8)
     flat = read_image(str(tmp_path / "d.png"), TensorSpec("float32", (-1, 784)))

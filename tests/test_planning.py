@@ -50,12 +50,14 @@ def test_error_budget_message_is_the_platforms():
 
 
 def test_job_counts_and_summary():
-    counts = JobCounts.of([
-        MiniBatchResult(0, 10, 10, 0, 1, "succeeded"),
-        MiniBatchResult(1, 10, 7, 3, 2, "succeeded"),
-        MiniBatchResult(2, 5, 0, 5, 3, "failed"),
-        MiniBatchResult.canceled(3, 10),
-    ])
+    counts = JobCounts.of(
+        [
+            MiniBatchResult(0, 10, 10, 0, 1, "succeeded"),
+            MiniBatchResult(1, 10, 7, 3, 2, "succeeded"),
+            MiniBatchResult(2, 5, 0, 5, 3, "failed"),
+            MiniBatchResult.canceled(3, 10),
+        ]
+    )
     assert (counts.items, counts.items_succeeded, counts.items_failed) == (35, 17, 8)
     assert counts.summary() == (
         "4 mini-batches: 2 succeeded, 1 failed, 1 canceled; 35 items: 17 succeeded, 8 failed"
@@ -64,6 +66,7 @@ def test_job_counts_and_summary():
 
 def test_timed_out_every_attempt_needs_all_attempts_to_time_out():
     failed = MiniBatchResult(4, 2, 0, 2, 2, "failed")
+
     def attempt(number: int, category: ErrorCategory) -> AttemptRecord:
         return AttemptRecord(4, number, category, "detail", ("a.png", "b.png"))
 

@@ -45,8 +45,11 @@ def _run_endpoint(url: str, endpoint: str, inputs: Path, output: Path):
     from prefect.deployments import run_deployment
 
     with _api(url):
-        run = run_deployment(f"batch-score/{endpoint}", timeout=RUN_TIMEOUT,
-                             parameters={"input": str(inputs), "output_path": str(output)})
+        run = run_deployment(
+            f"batch-score/{endpoint}",
+            timeout=RUN_TIMEOUT,
+            parameters={"input": str(inputs), "output_path": str(output)},
+        )
         with get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name(f"batch-score/{endpoint}")
     return run, deployment
@@ -71,26 +74,64 @@ def endpoint(pbe, tiny_project):
     """An endpoint with two deployments (``tiny-dpl`` the default) and a per-minute schedule."""
     name = f"native-{uuid.uuid4().hex[:6]}"
     pbe.ok("batch-endpoint", "create", "--file", str(tiny_project.endpoint_yml), "--name", name)
-    pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
-           "--endpoint-name", name, "--set-default")
-    pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
-           "--endpoint-name", name, "--name", "tiny-dpl-2",
-           "--set", "settings.output_file_name=second.csv")
+    pbe.ok(
+        "batch-deployment",
+        "create",
+        "--file",
+        str(tiny_project.deployment_yml),
+        "--endpoint-name",
+        name,
+        "--set-default",
+    )
+    pbe.ok(
+        "batch-deployment",
+        "create",
+        "--file",
+        str(tiny_project.deployment_yml),
+        "--endpoint-name",
+        name,
+        "--name",
+        "tiny-dpl-2",
+        "--set",
+        "settings.output_file_name=second.csv",
+    )
     # set last, so that a run it fires finds the deployments; checked by the last test
-    shown = pbe.ok("batch-endpoint", "update", "--name", name, "--schedule", "* * * * *",
-                   "--schedule-input", str(tiny_project.inputs))
+    shown = pbe.ok(
+        "batch-endpoint",
+        "update",
+        "--name",
+        name,
+        "--schedule",
+        "* * * * *",
+        "--schedule-input",
+        str(tiny_project.inputs),
+    )
     assert shown["schedule"]["cron"] == "* * * * *"
     yield name
     pbe("batch-endpoint", "delete", "--name", name, "--yes")
 
 
 def test_prefect_deployment_run(pbe_workspace, endpoint, tiny_project):
-    env = {**pbe_workspace.env, "PREFECT_API_URL": pbe_workspace.api_url,
-           "PREFECT_HOME": str(pbe_workspace.root / "prefect-cli")}
+    env = {
+        **pbe_workspace.env,
+        "PREFECT_API_URL": pbe_workspace.api_url,
+        "PREFECT_HOME": str(pbe_workspace.root / "prefect-cli"),
+    }
     done = subprocess.run(
-        ["prefect", "deployment", "run", f"batch-score/{endpoint}",
-         "--param", f"input={tiny_project.inputs}", "--param", "deployment_name=tiny-dpl"],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            "prefect",
+            "deployment",
+            "run",
+            f"batch-score/{endpoint}",
+            "--param",
+            f"input={tiny_project.inputs}",
+            "--param",
+            "deployment_name=tiny-dpl",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", done.stdout).group(1)
@@ -107,23 +148,33 @@ def test_prefect_deployment_run(pbe_workspace, endpoint, tiny_project):
     assert "deployment:tiny-dpl" in run.tags
 
 
-def test_run_deployment_and_a_default_switch_without_redeploying(pbe, pbe_workspace, endpoint,
-                                                                tiny_project, tmp_path):
-    first, before = _run_endpoint(pbe_workspace.api_url, endpoint, tiny_project.inputs,
-                                  tmp_path / "first")
+def test_run_deployment_and_a_default_switch_without_redeploying(
+    pbe, pbe_workspace, endpoint, tiny_project, tmp_path
+):
+    first, before = _run_endpoint(
+        pbe_workspace.api_url, endpoint, tiny_project.inputs, tmp_path / "first"
+    )
     assert first.state.is_completed(), first.state.message
     assert (tmp_path / "first" / "predictions.csv").is_file()  # tiny-dpl, the default
 
-    pbe.ok("batch-endpoint", "update", "--name", endpoint,
-           "--set", "defaults.deployment_name=tiny-dpl-2")
-    second, after = _run_endpoint(pbe_workspace.api_url, endpoint, tiny_project.inputs,
-                                  tmp_path / "second")
+    pbe.ok(
+        "batch-endpoint",
+        "update",
+        "--name",
+        endpoint,
+        "--set",
+        "defaults.deployment_name=tiny-dpl-2",
+    )
+    second, after = _run_endpoint(
+        pbe_workspace.api_url, endpoint, tiny_project.inputs, tmp_path / "second"
+    )
     assert second.state.is_completed(), second.state.message
     assert _rows(tmp_path / "second" / "second.csv")  # tiny-dpl-2 ran
     assert after.parameters == before.parameters == {"endpoint": endpoint}
     assert after.updated == before.updated  # the Prefect deployment was not touched
-    pbe.ok("batch-endpoint", "update", "--name", endpoint,
-           "--set", "defaults.deployment_name=tiny-dpl")
+    pbe.ok(
+        "batch-endpoint", "update", "--name", endpoint, "--set", "defaults.deployment_name=tiny-dpl"
+    )
 
 
 def test_plain_flow_call(pbe_workspace, endpoint, tiny_project, tmp_path):
@@ -131,8 +182,13 @@ def test_plain_flow_call(pbe_workspace, endpoint, tiny_project, tmp_path):
 
     with _api(pbe_workspace.api_url), pytest.MonkeyPatch.context() as patch:
         patch.setenv("PBE_HOME", str(pbe_workspace.root))
-        batch_score(input=str(tiny_project.inputs), endpoint=endpoint,
-                    deployment_name="tiny-dpl", output_path=str(tmp_path), job_name="plain-call")
+        batch_score(
+            input=str(tiny_project.inputs),
+            endpoint=endpoint,
+            deployment_name="tiny-dpl",
+            output_path=str(tmp_path),
+            job_name="plain-call",
+        )
     assert _rows(tmp_path / "predictions.csv") == TINY_ROWS
 
 
@@ -146,15 +202,19 @@ def test_schedule_fires(pbe, pbe_workspace, endpoint):
         deployment = client.read_deployment_by_name(f"batch-score/{endpoint}")
         run_filter = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]))
         while True:
-            runs = [r for r in client.read_flow_runs(flow_run_filter=run_filter)
-                    if r.auto_scheduled and r.state and r.state.type.value != "SCHEDULED"]
+            runs = [
+                r
+                for r in client.read_flow_runs(flow_run_filter=run_filter)
+                if r.auto_scheduled and r.state and r.state.type.value != "SCHEDULED"
+            ]
             if runs:
                 break
             assert time.monotonic() < deadline, "the schedule did not fire"
             time.sleep(3)
     run = _wait(pbe_workspace.api_url, runs[0].id)
     assert run.state.is_completed(), run.state.message
-    assert run.parameters["input"] == os.fspath(pbe.ok(
-        "batch-endpoint", "show", "--name", endpoint)["schedule"]["input"])
+    assert run.parameters["input"] == os.fspath(
+        pbe.ok("batch-endpoint", "show", "--name", endpoint)["schedule"]["input"]
+    )
     removed = pbe.ok("batch-endpoint", "update", "--name", endpoint, "--remove-schedule")
     assert removed["schedule"] is None

@@ -61,8 +61,10 @@ def _installed() -> bool:
     )
 
 
-@pytest.mark.skipif(not _installed(), reason="PostgreSQL, Redis or prefect-redis missing: "
-                    "run scripts/install_services.sh")
+@pytest.mark.skipif(
+    not _installed(),
+    reason="PostgreSQL, Redis or prefect-redis missing: run scripts/install_services.sh",
+)
 def test_a_job_on_a_postgres_and_redis_prefect_server_records_every_task_run(tmp_path):
     with LocalServices() as services:
         server, url = start_prefect_server(services.prefect_env(), tmp_path / "prefect")
@@ -71,7 +73,11 @@ def test_a_job_on_a_postgres_and_redis_prefect_server_records_every_task_run(tmp
             env |= {"PREFECT_API_URL": url, "PREFECT_HOME": str(tmp_path / "client")}
             done = subprocess.run(
                 [sys.executable, "-c", JOB, str(REPO), str(tmp_path / "job")],
-                env=env, capture_output=True, text=True, timeout=400, cwd=str(REPO),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=400,
+                cwd=str(REPO),
             )
             assert done.returncode == 0, done.stderr[-3000:]
             job = json.loads(done.stdout.strip().splitlines()[-1])
@@ -80,8 +86,9 @@ def test_a_job_on_a_postgres_and_redis_prefect_server_records_every_task_run(tmp
             assert rows == [f"item{i:04d}.txt" for i in range(30)]
             assert _final_task_runs(url, job["flow_run_id"]) == 10
             # the server's data is in PostgreSQL and its events went through Redis
-            assert _sql(services, "select count(*) from task_run where name like 'mini-batch-%'"
-                        ) == 10
+            assert (
+                _sql(services, "select count(*) from task_run where name like 'mini-batch-%'") == 10
+            )
             assert int(_redis(services, "XLEN", "events")) > 0
         finally:
             server.terminate()
@@ -92,16 +99,23 @@ def _final_task_runs(url: str, flow_run_id: str, within: float = 120.0) -> int:
     """The flow run's ``mini-batch-*`` task runs in a final state, once all 10 are (or time)."""
     import urllib.request
 
-    body = json.dumps({
-        "flow_runs": {"id": {"any_": [flow_run_id]}},
-        "task_runs": {"name": {"like_": "mini-batch-"},
-                      "state": {"type": {"any_": ["COMPLETED", "FAILED", "CANCELLED",
-                                                   "CRASHED"]}}},
-    }).encode()
+    body = json.dumps(
+        {
+            "flow_runs": {"id": {"any_": [flow_run_id]}},
+            "task_runs": {
+                "name": {"like_": "mini-batch-"},
+                "state": {"type": {"any_": ["COMPLETED", "FAILED", "CANCELLED", "CRASHED"]}},
+            },
+        }
+    ).encode()
     deadline = time.monotonic() + within
     while True:
-        request = urllib.request.Request(f"{url}/task_runs/count", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{url}/task_runs/count",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             count = int(json.loads(response.read()))
         if count >= 10 or time.monotonic() > deadline:

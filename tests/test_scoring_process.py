@@ -195,7 +195,6 @@ def test_a_hung_run_is_stopped_by_killing_its_process(tmp_path, body, origin):
         os.kill(pid, 0)
 
 
-
 def test_a_killed_process_takes_its_children_and_shares_the_workers_session(tmp_path, origin):
     """It leads its own process group, so a kill ends what the script started too; it stays
     in the worker's session, so Linux schedules it with the job (autogroup), not beside it."""

@@ -45,9 +45,13 @@ def shutdown():
 @pytest.fixture
 def spec(tmp_path):
     code = write_script(tmp_path / "code", SCRIPT)
-    return ScoringProcessSpec(code_dir=str(code), scoring_script="score.py",
-                              model_dir=str(make_model(tmp_path / "model").parent),
-                              output_dir=str(tmp_path / "out"), logging_level="info")
+    return ScoringProcessSpec(
+        code_dir=str(code),
+        scoring_script="score.py",
+        model_dir=str(make_model(tmp_path / "model").parent),
+        output_dir=str(tmp_path / "out"),
+        logging_level="info",
+    )
 
 
 def texts(lines, stream=None):
@@ -66,16 +70,17 @@ def test_stdout_stderr_native_writes_and_records_are_captured_in_order(spec, tmp
         outcome = process.run(["a", "b"], timeout=30, want_rows=False)
         assert texts(outcome.logs, STDOUT) == ["scoring 2", "from native code"]
         assert [(x.level, x.text) for x in outcome.logs if x.stream == STDERR] == [
-            (logging.WARNING, "to stderr")]
+            (logging.WARNING, "to stderr")
+        ]
         assert [(x.level, x.text) for x in outcome.logs if x.stream == LOGGING] == [
-            (logging.INFO, "model: two\nlines")]  # one record, however many lines
+            (logging.INFO, "model: two\nlines")
+        ]  # one record, however many lines
         name = process.name
     finally:
         process.stop()
     stdout = (tmp_path / "logs" / "user" / "stdout" / f"{name}.txt").read_text()
     stderr = (tmp_path / "logs" / "user" / "stderr" / f"{name}.txt").read_text()
-    assert stdout.splitlines() == ["init: ready", "scoring 2", "from native code",
-                                   "shutdown: bye"]
+    assert stdout.splitlines() == ["init: ready", "scoring 2", "from native code", "shutdown: bye"]
     assert "WARNING model: init: a warning" in stderr and "to stderr" in stderr
     assert "INFO model: two\nlines" in stderr
 
@@ -108,8 +113,9 @@ def test_lines_arrive_while_run_is_under_way(spec):
 def test_a_forked_process_is_captured_like_a_spawned_one(spec, tmp_path):
     server = ForkServer(spec, spec.environment())
     try:
-        process = ScoringProcess(spec, server.address,
-                                 sinks=UserLogFiles(Location(str(tmp_path / "logs"))))
+        process = ScoringProcess(
+            spec, server.address, sinks=UserLogFiles(Location(str(tmp_path / "logs")))
+        )
         process.start()
         assert texts(process.take_init_logs(), STDOUT) == ["init: ready"]
         outcome = process.run(["a"], timeout=30, want_rows=False)
@@ -138,8 +144,9 @@ def test_past_the_budget_lines_are_counted_and_summarised(spec, tmp_path):
     process = ScoringProcess(spec, sinks=UserLogFiles(logs))
     try:
         process.start()
-        script = ScriptLog(logging.LoggerAdapter(logging.getLogger("x"), {"task_run_id": "t"}),
-                           budget=20)
+        script = ScriptLog(
+            logging.LoggerAdapter(logging.getLogger("x"), {"task_run_id": "t"}), budget=20
+        )
         script(process.take_init_logs())
         script(process.run(["x.chatty"], timeout=30, want_rows=False).logs)
         script.finish(f"{process.name.rsplit('-', 1)[0]}:{process.pid}", logs)

@@ -504,14 +504,17 @@ def test_job_settings_from_deployment(example: Path) -> None:
 
 def test_job_settings_overrides(example: Path) -> None:
     spec = load_deployment_yaml(example)
-    job = job_settings(spec, JobOverrides(
-        mini_batch_size=20,
-        instance_count=5,
-        max_retries=1,
-        timeout=5,
-        error_threshold=0,
-        output_file_name="out.csv",
-    ))
+    job = job_settings(
+        spec,
+        JobOverrides(
+            mini_batch_size=20,
+            instance_count=5,
+            max_retries=1,
+            timeout=5,
+            error_threshold=0,
+            output_file_name="out.csv",
+        ),
+    )
     assert (job.mini_batch_size, job.instance_count, job.process_count) == (20, 5, 10)
     assert (job.max_retries, job.timeout, job.error_threshold) == (1, 5, 0)
     assert job.output_file_name == "out.csv" and spec.settings.mini_batch_size == 10

@@ -39,8 +39,9 @@ def blob(azurite: Azurite) -> Azurite:
 
 
 def keyed(key: str = KEY, container: str = "private") -> Datastore:
-    return Datastore(type="azure_blob", account_name=ACCOUNT, container_name=container,
-                     account_key=key)
+    return Datastore(
+        type="azure_blob", account_name=ACCOUNT, container_name=container, account_key=key
+    )
 
 
 def at(uri: str, *stores: Datastore) -> Location:
@@ -99,14 +100,19 @@ def test_other_https_urls_stay_plain_http() -> None:
     assert is_http("https://example.org/a.png")
     assert not is_http("https://acct1.blob.core.windows.net/data/a.png")
     assert resolve_uri("https://example.org/a.png?sig=x", {}.__getitem__) == (
-        "https://example.org/a.png?sig=x", {}
+        "https://example.org/a.png?sig=x",
+        {},
     )
 
 
 @pytest.mark.parametrize(
     "uri",
-    ["https://acct1.blob.core.windows.net/", "https://acct1.blob.core.windows.net/Bad_Name/x",
-     "https://acct1.blob.core.windows.net/data/../x", "wasbs://data@example.org/x"],
+    [
+        "https://acct1.blob.core.windows.net/",
+        "https://acct1.blob.core.windows.net/Bad_Name/x",
+        "https://acct1.blob.core.windows.net/data/../x",
+        "wasbs://data@example.org/x",
+    ],
 )
 def test_malformed_blob_urls_are_refused(uri: str) -> None:
     with pytest.raises(SpecError):
@@ -125,7 +131,8 @@ def test_the_emulator_endpoint_maps_both_ways(blob: Azurite) -> None:
 @pytest.mark.parametrize("path", ["data/", "data"])
 def test_public_folder_lists_direct_child_blobs_sorted(blob: Azurite, path: str) -> None:
     assert list_input(at(blob.url("public", path))) == [
-        blob.url("public", "data/a.txt"), blob.url("public", "data/b.txt"),
+        blob.url("public", "data/a.txt"),
+        blob.url("public", "data/b.txt"),
         blob.url("public", "data/c.txt"),
     ]
 
@@ -202,8 +209,10 @@ def test_missing_blob(blob: Azurite) -> None:
 
 
 def test_a_private_container_read_anonymously(blob: Azurite) -> None:
-    for uri, kind in ((blob.url("private", "data/"), "uri_folder"),
-                      (blob.url("private", "single.txt"), "uri_file")):
+    for uri, kind in (
+        (blob.url("private", "data/"), "uri_folder"),
+        (blob.url("private", "single.txt"), "uri_file"),
+    ):
         with pytest.raises(InputError) as info:
             list_input(at(uri), kind)
         message = assert_clean(info.value, uri)
@@ -288,14 +297,17 @@ def test_staging_style_listing_and_removal(blob: Azurite, outputs: Datastore) ->
     assert blob.names("outputs", "job-3/") == []
 
 
-def test_publish_folder_uploads_what_the_script_wrote(blob: Azurite, outputs: Datastore,
-                                                      tmp_path) -> None:
+def test_publish_folder_uploads_what_the_script_wrote(
+    blob: Azurite, outputs: Datastore, tmp_path
+) -> None:
     (tmp_path / "summary.txt").write_text("done")
     (tmp_path / "per-file").mkdir()
     (tmp_path / "per-file" / "a.json").write_text("{}")
     uploaded = publish_folder(tmp_path, at(blob.url("outputs", "job-4"), outputs))
-    assert uploaded == [blob.url("outputs", "job-4/summary.txt"),
-                        blob.url("outputs", "job-4/per-file/a.json")]
+    assert uploaded == [
+        blob.url("outputs", "job-4/summary.txt"),
+        blob.url("outputs", "job-4/per-file/a.json"),
+    ]
     assert blob.get("outputs", "job-4/summary.txt") == b"done"
 
 

@@ -47,12 +47,18 @@ def blob(prefect_api: str, azurite: Azurite) -> Azurite:
     azurite.put("lake", STORAGE_INPUT)
     azurite.put("open", STORAGE_INPUT, public=True)
     azurite.put("vault", STORAGE_INPUT)  # private, and no datastore covers it
-    save_datastore("bloblake", Datastore(type="azure_blob", account_name=ACCOUNT,
-                                         container_name="lake", account_key=KEY),
-                   overwrite=True)
-    save_datastore("badkey", Datastore(type="azure_blob", account_name=ACCOUNT,
-                                       container_name="lake", account_key=WRONG_KEY),
-                   overwrite=True)
+    save_datastore(
+        "bloblake",
+        Datastore(type="azure_blob", account_name=ACCOUNT, container_name="lake", account_key=KEY),
+        overwrite=True,
+    )
+    save_datastore(
+        "badkey",
+        Datastore(
+            type="azure_blob", account_name=ACCOUNT, container_name="lake", account_key=WRONG_KEY
+        ),
+        overwrite=True,
+    )
     return azurite
 
 
@@ -65,13 +71,16 @@ def deployment(tmp_path: Path, script: str, **settings: object):
     model = tmp_path / "model"
     model.mkdir(exist_ok=True)
     (model / "weights.txt").write_text("none")
-    return parse_deployment({
-        "name": "sizes", "endpoint_name": "blob-e2e",
-        "model": {"name": "m", "path": str(model)},
-        "code_configuration": {"code": str(code), "scoring_script": "score.py"},
-        "compute": "azureml:cpu",
-        "settings": {"mini_batch_size": 2, "max_concurrency_per_instance": 1, **settings},
-    })
+    return parse_deployment(
+        {
+            "name": "sizes",
+            "endpoint_name": "blob-e2e",
+            "model": {"name": "m", "path": str(model)},
+            "code_configuration": {"code": str(code), "scoring_script": "score.py"},
+            "compute": "azureml:cpu",
+            "settings": {"mini_batch_size": 2, "max_concurrency_per_instance": 1, **settings},
+        }
+    )
 
 
 def signature(sas: str) -> str:
@@ -106,7 +115,9 @@ def test_public_container_to_a_blob_datastore_output(blob: Azurite, tmp_path: Pa
     state = batch_score(
         input=blob.url("open", "in/"),
         output_path="azureml://datastores/bloblake/paths/out/job-pub/",
-        deployment=deployment(tmp_path, SIZES_SCRIPT), job_name="job-pub", return_state=True,
+        deployment=deployment(tmp_path, SIZES_SCRIPT),
+        job_name="job-pub",
+        return_state=True,
     )
     assert state.is_completed(), state.message
     assert blob.get("lake", "out/job-pub/predictions.csv").decode().splitlines() == STORAGE_ROWS
@@ -115,9 +126,9 @@ def test_public_container_to_a_blob_datastore_output(blob: Azurite, tmp_path: Pa
         "out/job-pub/logs/processed_mini-batches.csv",
         "out/job-pub/predictions.csv",
     ]
-    report = csv.DictReader(io.StringIO(
-        blob.get("lake", "out/job-pub/logs/processed_mini-batches.csv").decode()
-    ))
+    report = csv.DictReader(
+        io.StringIO(blob.get("lake", "out/job-pub/logs/processed_mini-batches.csv").decode())
+    )
     assert [row["status"] for row in report] == ["succeeded"] * 3
     result = state.result()
     assert result.output_file == blob.url("lake", "out/job-pub/predictions.csv")
@@ -127,16 +138,22 @@ def test_a_sas_url_input_is_never_recorded(blob: Azurite, tmp_path: Path) -> Non
     sas = blob.sas("lake")
     output = tmp_path / "out"
     state = batch_score(
-        input=f"{blob.url('lake', 'in/')}?{sas}", output_path=str(output),
-        deployment=deployment(tmp_path, SIZES_SCRIPT), return_state=True,
+        input=f"{blob.url('lake', 'in/')}?{sas}",
+        output_path=str(output),
+        deployment=deployment(tmp_path, SIZES_SCRIPT),
+        return_state=True,
     )
     assert state.is_completed(), state.message
     assert (output / "predictions.csv").read_text().splitlines() == STORAGE_ROWS
     parameters, logs = recorded(state.state_details.flow_run_id, "Output:")
     assert parameters["input"].startswith(blob.url("lake", "in/?"))
-    assert_secret_free(json.dumps(parameters), *logs, state.message or "",
-                       (output / "logs" / "processed_mini-batches.csv").read_text(),
-                       secrets=(signature(sas),))
+    assert_secret_free(
+        json.dumps(parameters),
+        *logs,
+        state.message or "",
+        (output / "logs" / "processed_mini-batches.csv").read_text(),
+        secrets=(signature(sas),),
+    )
 
 
 def test_the_account_key_datastore_writes_summary_files(blob: Azurite, tmp_path: Path) -> None:
@@ -148,21 +165,22 @@ def test_the_account_key_datastore_writes_summary_files(blob: Azurite, tmp_path:
     )
     assert state.is_completed(), state.message
     names = blob.names("lake", "out/job-summary/")
-    assert [n for n in names if "/seen-" in n] == [f"out/job-summary/seen-f{n}.bin.txt"
-                                                    for n in range(5)]
+    assert [n for n in names if "/seen-" in n] == [
+        f"out/job-summary/seen-f{n}.bin.txt" for n in range(5)
+    ]
     assert blob.get("lake", "out/job-summary/seen-f4.bin.txt") == b"5"
     assert "out/job-summary/predictions.csv" not in names
     parameters, logs = recorded(state.state_details.flow_run_id, "Output:")
     assert_secret_free(json.dumps(parameters), *logs, secrets=())
 
 
-def test_an_existing_blob_output_is_refused_before_scoring(blob: Azurite,
-                                                           tmp_path: Path) -> None:
+def test_an_existing_blob_output_is_refused_before_scoring(blob: Azurite, tmp_path: Path) -> None:
     blob.put("lake", {"out/job-exists/predictions.csv": b"old rows\n"})
     state = batch_score(
         input="azureml://datastores/bloblake/paths/in/",
         output_path="azureml://datastores/bloblake/paths/out/job-exists",
-        deployment=deployment(tmp_path, SIZES_SCRIPT), return_state=True,
+        deployment=deployment(tmp_path, SIZES_SCRIPT),
+        return_state=True,
     )
     assert state.is_failed()
     error = state.result(raise_on_failure=False)
@@ -183,15 +201,17 @@ BAD_STORAGE_INPUTS = [
 
 
 @pytest.mark.parametrize(("uri", "problem"), BAD_STORAGE_INPUTS)
-def test_bad_inputs_fail_before_scoring(blob: Azurite, tmp_path: Path, uri: str,
-                                        problem: str) -> None:
+def test_bad_inputs_fail_before_scoring(
+    blob: Azurite, tmp_path: Path, uri: str, problem: str
+) -> None:
     sas = blob.sas("lake")
     forged = sas.replace(signature(sas), "Zm9yZ2VkLXNpZ25hdHVyZS1mb3JnZWQtc2lnbmF0dXJl")
     output = tmp_path / "out"
     state = batch_score(
         input=uri.format(a=ACCOUNT, forged=forged, nolake=blob.sas("nolake")),
         output_path=str(output),
-        deployment=deployment(tmp_path, SIZES_SCRIPT), return_state=True,
+        deployment=deployment(tmp_path, SIZES_SCRIPT),
+        return_state=True,
     )
     assert state.is_failed()
     error = state.result(raise_on_failure=False)
@@ -201,8 +221,14 @@ def test_bad_inputs_fail_before_scoring(blob: Azurite, tmp_path: Path, uri: str,
     assert not (output / "logs").exists()  # nothing was scored
     parameters, logs = recorded(state.state_details.flow_run_id, problem)
     assert any(problem in m for m in logs)
-    assert_secret_free(str(error), repr(error), state.message or "", json.dumps(parameters),
-                       *logs, secrets=(signature(sas), signature(forged)))
+    assert_secret_free(
+        str(error),
+        repr(error),
+        state.message or "",
+        json.dumps(parameters),
+        *logs,
+        secrets=(signature(sas), signature(forged)),
+    )
 
 
 # --- pbe: datastore YAML, show, and SAS tokens handed to a job ------------------------------
@@ -219,8 +245,9 @@ def pbe(api_url: str, *args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_datastore_yaml_create_show_and_use(blob: Azurite, prefect_api: str,
-                                            tmp_path: Path) -> None:
+def test_datastore_yaml_create_show_and_use(
+    blob: Azurite, prefect_api: str, tmp_path: Path
+) -> None:
     sas = blob.sas("lake")
     (tmp_path / "key.yml").write_text(
         "$schema: https://azuremlschemas.azureedge.net/latest/azureBlob.schema.json\n"
@@ -241,8 +268,9 @@ def test_datastore_yaml_create_show_and_use(blob: Azurite, prefect_api: str,
     )
     outputs = []
     for name in ("key", "sas", "open", "s3"):
-        code, out, err = pbe(prefect_api, "datastore", "create", "-f",
-                             str(tmp_path / f"{name}.yml"), "--overwrite")
+        code, out, err = pbe(
+            prefect_api, "datastore", "create", "-f", str(tmp_path / f"{name}.yml"), "--overwrite"
+        )
         assert code == 0, err
         outputs.append(out)
     code, shown, err = pbe(prefect_api, "datastore", "show", "--name", "yaml_lake")
@@ -252,16 +280,21 @@ def test_datastore_yaml_create_show_and_use(blob: Azurite, prefect_api: str,
     assert record["url"] == blob.url("lake")
     code, listed, _ = pbe(prefect_api, "datastore", "list", "-o", "yaml")
     assert "credentials: key and secret set" in listed and "credentials: sas token set" in listed
-    assert_secret_free(shown, listed, *outputs,
-                       secrets=(signature(sas), sas, "AKIAYAMLKEY0001", "yaml-s3-secret-value"))
+    assert_secret_free(
+        shown,
+        listed,
+        *outputs,
+        secrets=(signature(sas), sas, "AKIAYAMLKEY0001", "yaml-s3-secret-value"),
+    )
     for store in ("yaml-lake", "sas-lake", "open-lake"):
         container = "open" if store == "open-lake" else "lake"
         uri, options = SavedDatastores().resolve(f"azureml://datastores/{store}/paths/in/")
         assert list_input(Location(uri, options))[0] == blob.url(container, "in/f0.bin")
 
 
-def test_datastore_yaml_mistakes_are_one_line(blob: Azurite, prefect_api: str,
-                                              tmp_path: Path) -> None:
+def test_datastore_yaml_mistakes_are_one_line(
+    blob: Azurite, prefect_api: str, tmp_path: Path
+) -> None:
     (tmp_path / "both.yml").write_text(
         f"name: both\ntype: azure_blob\naccount_name: {ACCOUNT}\ncontainer_name: lake\n"
         f"credentials: {{account_key: '{KEY}', sas_token: 'sv=1&sig=abcdefgh'}}\n"
@@ -269,14 +302,27 @@ def test_datastore_yaml_mistakes_are_one_line(blob: Azurite, prefect_api: str,
     (tmp_path / "typo.yml").write_text(
         f"name: typo\ntype: azure_blob\naccount_nme: {ACCOUNT}\ncontainer_name: lake\n"
     )
-    for name, expected in (("both", "account_key or sas_token, not both"),
-                           ("typo", "key 'account_nme': unknown or misplaced key")):
-        code, out, err = pbe(prefect_api, "datastore", "create", "-f",
-                             str(tmp_path / f"{name}.yml"))
+    for name, expected in (
+        ("both", "account_key or sas_token, not both"),
+        ("typo", "key 'account_nme': unknown or misplaced key"),
+    ):
+        code, out, err = pbe(
+            prefect_api, "datastore", "create", "-f", str(tmp_path / f"{name}.yml")
+        )
         assert code != 0 and expected in err
         assert_secret_free(out, err, secrets=("abcdefgh",))
-    code, out, err = pbe(prefect_api, "datastore", "create", "--name", "flagged", "--type",
-                         "local", "--url", str(tmp_path), "--overwrite")
+    code, out, err = pbe(
+        prefect_api,
+        "datastore",
+        "create",
+        "--name",
+        "flagged",
+        "--type",
+        "local",
+        "--url",
+        str(tmp_path),
+        "--overwrite",
+    )
     assert code == 0 and json.loads(out)["url"] == str(tmp_path), err  # the flags still work
     code, out, err = pbe(prefect_api, "datastore", "create", "--name", "half", "--type", "s3")
     assert code != 0 and "needs --url (or --file)" in err
@@ -300,5 +346,6 @@ def test_pbe_invoke_hands_over_sas_tokens_not_parameters(blob: Azurite) -> None:
     parameters = _checked_locations(given[0], "uri_folder", given[1], "predictions.csv")
     assert all(signature(sas) not in p and "sig=" not in p for p in parameters)
     assert [SavedDatastores().resolve(p)[0] for p in parameters] == [
-        blob.url("lake", "in/"), blob.url("lake", "out/job-x")
+        blob.url("lake", "in/"),
+        blob.url("lake", "out/job-x"),
     ]

@@ -33,7 +33,6 @@ from flows.batch_score import batch_score
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def prefect_api() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=120):
@@ -45,10 +44,17 @@ def s3(prefect_api: None) -> Iterator[S3Server]:
     """The S3 server, its bucket ``lake`` and the saved datastore ``lake`` that reaches it."""
     with isolated_aws_env(), running_s3_server() as server:
         server.put("lake", STORAGE_INPUT)
-        save_datastore("lake", Datastore(
-            type="s3", url="s3://lake", endpoint_url=server.endpoint_url,
-            key=TEST_KEY, secret=TEST_SECRET,
-        ), overwrite=True)
+        save_datastore(
+            "lake",
+            Datastore(
+                type="s3",
+                url="s3://lake",
+                endpoint_url=server.endpoint_url,
+                key=TEST_KEY,
+                secret=TEST_SECRET,
+            ),
+            overwrite=True,
+        )
         yield server
 
 
@@ -68,14 +74,16 @@ def deployment(tmp_path: Path, script: str, **settings: object) -> ModelDeployme
     model = tmp_path / "model"
     model.mkdir()
     (model / "weights.txt").write_text("none")
-    return parse_deployment({
-        "name": "sizes",
-        "endpoint_name": "storage-e2e",
-        "model": {"name": "m", "path": str(model)},
-        "code_configuration": {"code": str(code), "scoring_script": "score.py"},
-        "compute": "azureml:cpu",
-        "settings": {"mini_batch_size": 2, "max_concurrency_per_instance": 1, **settings},
-    })
+    return parse_deployment(
+        {
+            "name": "sizes",
+            "endpoint_name": "storage-e2e",
+            "model": {"name": "m", "path": str(model)},
+            "code_configuration": {"code": str(code), "scoring_script": "score.py"},
+            "compute": "azureml:cpu",
+            "settings": {"mini_batch_size": 2, "max_concurrency_per_instance": 1, **settings},
+        }
+    )
 
 
 def test_s3_datastore_input_to_s3_output(s3: S3Server, tmp_path: Path) -> None:
@@ -93,9 +101,9 @@ def test_s3_datastore_input_to_s3_output(s3: S3Server, tmp_path: Path) -> None:
         "out/job-s3/logs/processed_mini-batches.csv",
         "out/job-s3/predictions.csv",
     ]
-    report = csv.DictReader(io.StringIO(
-        s3.get("lake", "out/job-s3/logs/processed_mini-batches.csv").decode()
-    ))
+    report = csv.DictReader(
+        io.StringIO(s3.get("lake", "out/job-s3/logs/processed_mini-batches.csv").decode())
+    )
     assert [row["status"] for row in report] == ["succeeded"] * 3  # 5 files, batches of 2
     assert TEST_SECRET not in s3.get("lake", "out/job-s3/logs/errors.txt").decode()
 
@@ -103,8 +111,10 @@ def test_s3_datastore_input_to_s3_output(s3: S3Server, tmp_path: Path) -> None:
 def test_s3_uri_input_uses_the_covering_datastore(s3: S3Server, tmp_path: Path) -> None:
     output = tmp_path / "out"
     state = batch_score(
-        input="s3://lake/in/", output_path=str(output),
-        deployment=deployment(tmp_path, SIZES_SCRIPT), return_state=True,
+        input="s3://lake/in/",
+        output_path=str(output),
+        deployment=deployment(tmp_path, SIZES_SCRIPT),
+        return_state=True,
     )
     assert state.is_completed(), state.message
     assert (output / "predictions.csv").read_text().splitlines() == STORAGE_ROWS
@@ -113,8 +123,11 @@ def test_s3_uri_input_uses_the_covering_datastore(s3: S3Server, tmp_path: Path) 
 def test_https_file_input(web: str, tmp_path: Path) -> None:
     output = tmp_path / "out"
     state = batch_score(
-        input=f"{web}/files/a.png", input_type="uri_file", output_path=str(output),
-        deployment=deployment(tmp_path, SIZES_SCRIPT), return_state=True,
+        input=f"{web}/files/a.png",
+        input_type="uri_file",
+        output_path=str(output),
+        deployment=deployment(tmp_path, SIZES_SCRIPT),
+        return_state=True,
     )
     assert state.is_completed(), state.message
     assert (output / "predictions.csv").read_text().splitlines() == ["a.png 15"]
@@ -123,8 +136,10 @@ def test_https_file_input(web: str, tmp_path: Path) -> None:
 def test_existing_s3_output_is_refused_before_scoring(s3: S3Server, tmp_path: Path) -> None:
     s3.put("lake", {"out/job-exists/predictions.csv": b"old rows\n"})
     state = batch_score(
-        input="azureml://datastores/lake/paths/in/", output_path="s3://lake/out/job-exists",
-        deployment=deployment(tmp_path, SIZES_SCRIPT), return_state=True,
+        input="azureml://datastores/lake/paths/in/",
+        output_path="s3://lake/out/job-exists",
+        deployment=deployment(tmp_path, SIZES_SCRIPT),
+        return_state=True,
     )
     assert state.is_failed()
     error = state.result(raise_on_failure=False)
@@ -136,8 +151,10 @@ def test_existing_s3_output_is_refused_before_scoring(s3: S3Server, tmp_path: Pa
 def test_empty_s3_input_fails_before_scoring(s3: S3Server, tmp_path: Path) -> None:
     output = tmp_path / "out"
     state = batch_score(
-        input="azureml://datastores/lake/paths/empty/", output_path=str(output),
-        deployment=deployment(tmp_path, SIZES_SCRIPT), return_state=True,
+        input="azureml://datastores/lake/paths/empty/",
+        output_path=str(output),
+        deployment=deployment(tmp_path, SIZES_SCRIPT),
+        return_state=True,
     )
     assert state.is_failed()
     error = state.result(raise_on_failure=False)
@@ -148,13 +165,15 @@ def test_empty_s3_input_fails_before_scoring(s3: S3Server, tmp_path: Path) -> No
 
 def test_summary_only_files_are_uploaded_to_s3(s3: S3Server, tmp_path: Path) -> None:
     state = batch_score(
-        input="azureml://datastores/lake/paths/in/", output_path="s3://lake/out/job-summary",
+        input="azureml://datastores/lake/paths/in/",
+        output_path="s3://lake/out/job-summary",
         deployment=deployment(tmp_path, SUMMARY_SCRIPT, output_action="summary_only"),
         return_state=True,
     )
     assert state.is_completed(), state.message
     keys = s3.keys("lake", "out/job-summary/")
-    assert [k for k in keys if "/seen-" in k] == [f"out/job-summary/seen-f{n}.bin.txt"
-                                                   for n in range(5)]
+    assert [k for k in keys if "/seen-" in k] == [
+        f"out/job-summary/seen-f{n}.bin.txt" for n in range(5)
+    ]
     assert s3.get("lake", "out/job-summary/seen-f4.bin.txt") == b"5"
     assert "out/job-summary/predictions.csv" not in keys

@@ -64,7 +64,9 @@ def assert_clean(error: Exception, uri: str, *secrets: str) -> str:
 @pytest.mark.parametrize("uri", ["s3://inputs/data/", "s3://inputs/data"])
 def test_folder_lists_direct_child_files_sorted(s3: S3Server, uri: str) -> None:
     assert list_input(at(s3, uri)) == [
-        "s3://inputs/data/a.txt", "s3://inputs/data/b.txt", "s3://inputs/data/c.txt"
+        "s3://inputs/data/a.txt",
+        "s3://inputs/data/b.txt",
+        "s3://inputs/data/c.txt",
     ]
 
 
@@ -85,8 +87,9 @@ def test_remote_files_become_local_copies_removed_afterwards(s3: S3Server) -> No
     assert not os.path.exists(workdir)
 
 
-def test_a_failed_download_names_the_file_and_leaves_nothing(s3: S3Server, monkeypatch,
-                                                            tmp_path) -> None:
+def test_a_failed_download_names_the_file_and_leaves_nothing(
+    s3: S3Server, monkeypatch, tmp_path
+) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     files = ["s3://inputs/data/a.txt", "s3://inputs/data/gone.txt"]
     with pytest.raises(InputError) as info:
@@ -153,8 +156,9 @@ def test_wrong_credentials(strict_s3: S3Server, key: str | None, secret: str) ->
 
 
 def test_right_credentials_pass_the_strict_server(strict_s3: S3Server) -> None:
-    location = at(strict_s3, "s3://locked/data/a.txt",
-                  key=strict_s3.user_key, secret=strict_s3.user_secret)
+    location = at(
+        strict_s3, "s3://locked/data/a.txt", key=strict_s3.user_key, secret=strict_s3.user_secret
+    )
     assert list_input(location, "uri_file") == ["s3://locked/data/a.txt"]
 
 
@@ -168,8 +172,9 @@ def test_credentials_from_the_aws_environment(s3: S3Server, monkeypatch) -> None
 
 
 def test_datastore_paths_on_s3(s3: S3Server) -> None:
-    store = Datastore(type="s3", url="s3://inputs", endpoint_url=s3.endpoint_url,
-                      key=TEST_KEY, secret=TEST_SECRET)
+    store = Datastore(
+        type="s3", url="s3://inputs", endpoint_url=s3.endpoint_url, key=TEST_KEY, secret=TEST_SECRET
+    )
     uri, options = resolve_uri("azureml://datastores/lake/paths/data/", {"lake": store}.get)
     assert list_input(Location(uri, options))[0] == "s3://inputs/data/a.txt"
 

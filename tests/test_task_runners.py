@@ -42,8 +42,16 @@ def run(mini_batch):
     return [f"{name} {len(name)}" for name in names]
 """
 
-REPORT_FIELDS = ("mini_batch_id", "attempts", "total_items", "succeeded", "failed", "status",
-                 "error_category", "error_message")
+REPORT_FIELDS = (
+    "mini_batch_id",
+    "attempts",
+    "total_items",
+    "succeeded",
+    "failed",
+    "status",
+    "error_category",
+    "error_message",
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -85,7 +93,10 @@ def test_stock_and_fast_runners_give_the_same_outputs_and_task_runs(tmp_path, mo
     code = write_script(tmp_path / "code", SCRIPT)
     write_inputs(tmp_path / "in", 8)
     spec = make_spec(
-        code, make_model(tmp_path / "m"), mini_batch_size=2, max_retries=2,
+        code,
+        make_model(tmp_path / "m"),
+        mini_batch_size=2,
+        max_retries=2,
         max_concurrency_per_instance=2,
     )
     seen = {}
@@ -93,12 +104,16 @@ def test_stock_and_fast_runners_give_the_same_outputs_and_task_runs(tmp_path, mo
         monkeypatch.setenv(RUNNER_VARIABLE, runner)
         output = tmp_path / f"out-{runner}"
         state = batch_score(
-            input=str(tmp_path / "in"), deployment=spec, output_path=str(output),
-            job_name="same-job", return_state=True,
+            input=str(tmp_path / "in"),
+            deployment=spec,
+            output_path=str(output),
+            job_name="same-job",
+            return_state=True,
         )
         assert state.is_completed(), state.message
         mini_batch_runs = [
-            row for row in task_runs_of(state.state_details.flow_run_id, expected=6)
+            row
+            for row in task_runs_of(state.state_details.flow_run_id, expected=6)
             if row[0].startswith("mini-batch-")
         ]
         seen[runner] = {

@@ -18,17 +18,34 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(900),
     pytest.mark.skipif(
-        not any(shutil.which(n) for n in (os.environ.get("PBE_CHROMIUM") or "chromium",
-                                          "chromium", "chromium-browser", "google-chrome")),
-        reason="no Chromium: scripts/install_chromium.sh installs Debian's"),
+        not any(
+            shutil.which(n)
+            for n in (
+                os.environ.get("PBE_CHROMIUM") or "chromium",
+                "chromium",
+                "chromium-browser",
+                "google-chrome",
+            )
+        ),
+        reason="no Chromium: scripts/install_chromium.sh installs Debian's",
+    ),
 ]
 
 
 def test_the_ui_shows_the_summary_the_failed_mini_batch_and_the_scripts_lines(tmp_path):
     done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "ui_screenshot.py"), "--out", str(tmp_path),
-         "--readme-image", str(tmp_path / "small.png")],
-        capture_output=True, text=True, timeout=840, cwd=str(REPO),
+        [
+            sys.executable,
+            str(REPO / "scripts" / "ui_screenshot.py"),
+            "--out",
+            str(tmp_path),
+            "--readme-image",
+            str(tmp_path / "small.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=840,
+        cwd=str(REPO),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     record = json.loads(done.stdout)

@@ -60,8 +60,7 @@ def _open_clients(dask_worker: distributed.Worker) -> dict[str, int]:
     objects = gc.get_objects()
     return {
         "prefect_clients": sum(
-            isinstance(o, (PrefectClient, SyncPrefectClient)) and client_is_open(o)
-            for o in objects
+            isinstance(o, (PrefectClient, SyncPrefectClient)) and client_is_open(o) for o in objects
         ),
         "httpx_clients": sum(
             isinstance(o, (httpx.Client, httpx.AsyncClient)) and not o.is_closed for o in objects

@@ -27,8 +27,14 @@ from deployments.cli.common import CommandGroup
 __all__ = ["GROUPS", "app", "main"]
 
 GROUPS: tuple[CommandGroup, ...] = (
-    model.group, data.group, compute.group, datastore.group, batch_endpoint.group,
-    batch_deployment.group, job.group, server.group,
+    model.group,
+    data.group,
+    compute.group,
+    datastore.group,
+    batch_endpoint.group,
+    batch_deployment.group,
+    job.group,
+    server.group,
 )
 """The groups in the order ``pbe --help`` lists them; a new group is one more entry."""
 

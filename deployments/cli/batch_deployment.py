@@ -20,9 +20,15 @@ from deployments.cli.common import (
 )
 
 group = CommandGroup(
-    "batch-deployment", "Deployments behind a batch endpoint.",
-    columns={"Name": "name", "Endpoint": "endpoint_name", "Model": "model",
-             "Compute": "compute", "State": "provisioning_state"},
+    "batch-deployment",
+    "Deployments behind a batch endpoint.",
+    columns={
+        "Name": "name",
+        "Endpoint": "endpoint_name",
+        "Model": "model",
+        "Compute": "compute",
+        "State": "provisioning_state",
+    },
     examples=[
         "pbe batch-deployment create --file deployment-torch/deployment.yml \\\n"
         "    --endpoint-name mnist-batch --set-default",
@@ -78,7 +84,8 @@ def create(
     from deployments import batch_deployments
 
     return batch_deployments.create_deployment(
-        file, endpoint_name=endpoint_name, name=name, sets=sets, set_default=set_default)
+        file, endpoint_name=endpoint_name, name=name, sets=sets, set_default=set_default
+    )
 
 
 @group.verb
@@ -141,8 +148,9 @@ def list_(*, endpoint_name: EndpointName) -> list[dict[str, Any]]:
 
 
 @group.verb
-def delete(*, name: Name, endpoint_name: EndpointName, yes: Yes = False,
-           no_wait: NoWait = False) -> None:
+def delete(
+    *, name: Name, endpoint_name: EndpointName, yes: Yes = False, no_wait: NoWait = False
+) -> None:
     """Delete a deployment (not the endpoint's default one).
 
     Parameters
@@ -163,8 +171,9 @@ def delete(*, name: Name, endpoint_name: EndpointName, yes: Yes = False,
 
 
 @group.verb(columns=JOB_COLUMNS)
-def list_jobs(*, name: Name, endpoint_name: EndpointName,
-              max_results: MaxResults = 100) -> list[dict[str, Any]]:
+def list_jobs(
+    *, name: Name, endpoint_name: EndpointName, max_results: MaxResults = 100
+) -> list[dict[str, Any]]:
     """List the jobs that ran the deployment, newest first.
 
     Parameters

@@ -21,9 +21,14 @@ from deployments.cli.common import (
 )
 
 group = CommandGroup(
-    "batch-endpoint", "Batch endpoints (Prefect deployments of batch-score).",
-    columns={"Name": "name", "Default deployment": "defaults.deployment_name",
-             "State": "provisioning_state", "Schedule": "schedule.cron"},
+    "batch-endpoint",
+    "Batch endpoints (Prefect deployments of batch-score).",
+    columns={
+        "Name": "name",
+        "Default deployment": "defaults.deployment_name",
+        "State": "provisioning_state",
+        "Schedule": "schedule.cron",
+    },
     examples=[
         "pbe batch-endpoint create --file endpoint.yml --name mnist-batch",
         "pbe batch-endpoint create -n nightly --schedule '0 2 * * *' \\\n"
@@ -42,12 +47,16 @@ group = CommandGroup(
 
 InputType = Literal["uri_folder", "uri_file"]
 File = Annotated[str | None, Parameter(name=["--file", "-f"])]
-Schedule = Annotated[str | None, Parameter(
-    help='Cron schedule of jobs, e.g. "0 2 * * *" (with --schedule-input).')]
-ScheduleInput = Annotated[str | None, Parameter(
-    help="Input of the scheduled jobs: a folder, file, URI or azureml:<data>@latest.")]
-ScheduleInputType = Annotated[InputType, Parameter(
-    help="Type of --schedule-input: uri_folder or uri_file.")]
+Schedule = Annotated[
+    str | None, Parameter(help='Cron schedule of jobs, e.g. "0 2 * * *" (with --schedule-input).')
+]
+ScheduleInput = Annotated[
+    str | None,
+    Parameter(help="Input of the scheduled jobs: a folder, file, URI or azureml:<data>@latest."),
+]
+ScheduleInputType = Annotated[
+    InputType, Parameter(help="Type of --schedule-input: uri_folder or uri_file.")
+]
 
 
 @group.verb
@@ -77,8 +86,13 @@ def create(
     from deployments import endpoints
 
     return endpoints.create_endpoint(
-        file, name=name, sets=sets, schedule=schedule, schedule_input=schedule_input,
-        schedule_input_type=schedule_input_type)
+        file,
+        name=name,
+        sets=sets,
+        schedule=schedule,
+        schedule_input=schedule_input,
+        schedule_input_type=schedule_input_type,
+    )
 
 
 @group.verb
@@ -111,8 +125,14 @@ def update(
     from deployments import endpoints
 
     return endpoints.update_endpoint(
-        name, sets=sets, file=file, schedule=schedule, schedule_input=schedule_input,
-        schedule_input_type=schedule_input_type, remove_schedule=remove_schedule)
+        name,
+        sets=sets,
+        file=file,
+        schedule=schedule,
+        schedule_input=schedule_input,
+        schedule_input_type=schedule_input_type,
+        remove_schedule=remove_schedule,
+    )
 
 
 @group.verb
@@ -218,9 +238,16 @@ def invoke(
     from deployments import jobs
 
     job = jobs.invoke(
-        name, input, input_type=input_type, deployment_name=deployment_name,
-        output_path=output_path, job_name=job_name, sets=sets,
-        mini_batch_size=mini_batch_size, instance_count=instance_count)
+        name,
+        input,
+        input_type=input_type,
+        deployment_name=deployment_name,
+        output_path=output_path,
+        job_name=job_name,
+        sets=sets,
+        mini_batch_size=mini_batch_size,
+        instance_count=instance_count,
+    )
     if not wait:
         return job
     return finished(jobs.wait_for(job["name"]))

@@ -75,12 +75,14 @@ class GlobalOptions:
     verbose: Annotated[bool, Parameter(show=False)] = False
     """Accepted and ignored (az compatibility)."""
 
-    resource_group: Annotated[str | None, Parameter(name=["--resource-group", "-g"],
-                                                    show=False)] = None
+    resource_group: Annotated[
+        str | None, Parameter(name=["--resource-group", "-g"], show=False)
+    ] = None
     """Accepted and ignored: there is no Azure resource group (az compatibility)."""
 
-    workspace_name: Annotated[str | None, Parameter(name=["--workspace-name", "-w"],
-                                                    show=False)] = None
+    workspace_name: Annotated[
+        str | None, Parameter(name=["--workspace-name", "-w"], show=False)
+    ] = None
     """Accepted and ignored: the workspace is --workspace or $PBE_HOME (az compatibility)."""
 
     subscription: Annotated[str | None, Parameter(show=False)] = None
@@ -96,8 +98,13 @@ Sets = Annotated[tuple[str, ...], Parameter(name="--set", show_default=False)]
 NoWait = Annotated[bool, Parameter(name="--no-wait", group=AZ)]
 MaxResults = Annotated[int, Parameter(help="Most jobs listed, newest first.")]
 
-JOB_COLUMNS = {"Name": "name", "Status": "status", "Endpoint": "endpoint_name",
-               "Deployment": "deployment_name", "Created": "creation_context.created_at"}
+JOB_COLUMNS = {
+    "Name": "name",
+    "Status": "status",
+    "Endpoint": "endpoint_name",
+    "Deployment": "deployment_name",
+    "Created": "creation_context.created_at",
+}
 """The table columns of job records (``job``, ``list-jobs``, ``invoke``)."""
 
 # --- groups and verbs ----------------------------------------------------------------------
@@ -123,29 +130,48 @@ class CommandGroup:
     ``columns`` the ``-o table`` columns of its records (title -> JMESPath).
     """
 
-    def __init__(self, name: str, help: str, *, examples: Sequence[str], prefect: bool = True,
-                 columns: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        *,
+        examples: Sequence[str],
+        prefect: bool = True,
+        columns: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.examples = tuple(examples)
         self.prefect = prefect
         self.columns = columns
         self.verbs: dict[str, Verb] = {}
-        self.app = App(name=name, help=help, help_epilogue=_examples(self.examples),
-                       version_flags=())
+        self.app = App(
+            name=name, help=help, help_epilogue=_examples(self.examples), version_flags=()
+        )
 
-    def verb(self, function: Callable[..., Any] | None = None, *, name: str | None = None,
-             prefect: bool | None = None,
-             columns: dict[str, str] | None = None) -> Any:
+    def verb(
+        self,
+        function: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        prefect: bool | None = None,
+        columns: dict[str, str] | None = None,
+    ) -> Any:
         """Register ``function`` as ``pbe <group> <name>`` (default: its name, dashed)."""
         if function is None:
             return functools.partial(self.verb, name=name, prefect=prefect, columns=columns)
         verb_name = name or function.__name__.strip("_").replace("_", "-")
-        spec = Verb(self.name, verb_name, function,
-                    self.prefect if prefect is None else prefect, columns or self.columns)
+        spec = Verb(
+            self.name,
+            verb_name,
+            function,
+            self.prefect if prefect is None else prefect,
+            columns or self.columns,
+        )
         command = _command(spec)
         mine = [e for e in self.examples if e.startswith(f"pbe {self.name} {verb_name} ")]
-        self.app.command(command, name=verb_name, help_epilogue=_examples(mine) or "",
-                         sort_key=len(self.verbs))
+        self.app.command(
+            command, name=verb_name, help_epilogue=_examples(mine) or "", sort_key=len(self.verbs)
+        )
         self.verbs[verb_name] = spec
         return function
 
@@ -163,12 +189,20 @@ def _command(spec: Verb) -> Callable[..., int]:
     parameters = list(signature.parameters.values())
     for parameter in parameters:
         if parameter.kind is not parameter.KEYWORD_ONLY:
-            raise TypeError(f"pbe {spec.group} {spec.name}: parameter {parameter.name!r} must "
-                            "be keyword-only (options only: pbe takes no positional arguments)")
+            raise TypeError(
+                f"pbe {spec.group} {spec.name}: parameter {parameter.name!r} must "
+                "be keyword-only (options only: pbe takes no positional arguments)"
+            )
     # the global options: appended, or in place of the verb's own ``options`` parameter
     parameters = [p for p in parameters if p.name != "options"]
-    parameters.append(inspect.Parameter("options", inspect.Parameter.KEYWORD_ONLY,
-                                        default=GlobalOptions(), annotation=GlobalOptions))
+    parameters.append(
+        inspect.Parameter(
+            "options",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=GlobalOptions(),
+            annotation=GlobalOptions,
+        )
+    )
 
     @functools.wraps(spec.function)
     def command(*, options: GlobalOptions | None = None, **kwargs: Any) -> int:
@@ -202,8 +236,11 @@ def run(spec: Verb, options: GlobalOptions, kwargs: dict[str, Any]) -> int:
     except JobEnded as ended:
         if not ended.record.get("_quiet"):
             _print(ended.record, options, spec.columns)
-        print(f"ERROR: job '{ended.record['name']}' ended {ended.record['status']}: "
-              f"{ended.record.get('message') or ''}", file=sys.stderr)
+        print(
+            f"ERROR: job '{ended.record['name']}' ended {ended.record['status']}: "
+            f"{ended.record.get('message') or ''}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130
@@ -214,8 +251,9 @@ def run(spec: Verb, options: GlobalOptions, kwargs: dict[str, Any]) -> int:
 def _print(result: Any, options: GlobalOptions, columns: dict[str, str] | None) -> None:
     from deployments.output import apply_query, render
 
-    text = render(apply_query(result, options.query), options.output,
-                  None if options.query else columns)
+    text = render(
+        apply_query(result, options.query), options.output, None if options.query else columns
+    )
     if text:
         print(text)
 
@@ -267,5 +305,6 @@ def confirm(yes: bool, what: str) -> None:
         answer = input(f"Are you sure you want to delete {what}? (y/n): ")
         if answer.strip().lower() in ("y", "yes"):
             return
-    raise BatchEndpointError(f"not deleting {what} without confirmation",
-                             hint="Pass --yes to delete without asking.")
+    raise BatchEndpointError(
+        f"not deleting {what} without confirmation", hint="Pass --yes to delete without asking."
+    )

@@ -9,16 +9,22 @@ from cyclopts import Parameter
 from deployments.cli.common import AZ, CommandGroup, Name, NoWait, Yes, confirm
 
 group = CommandGroup(
-    "compute", "Dask clusters that deployments run on.",
-    columns={"Name": "name", "Type": "type", "Min": "min_instances",
-             "Max": "max_instances", "Address": "address"},
+    "compute",
+    "Dask clusters that deployments run on.",
+    columns={
+        "Name": "name",
+        "Type": "type",
+        "Min": "min_instances",
+        "Max": "max_instances",
+        "Address": "address",
+    },
     examples=[
         "pbe compute create -n batch-cluster --type amlcompute \\\n"
         "    --min-instances 0 --max-instances 5",
         "pbe compute create -n gpu-farm --type address --address tcp://scheduler:8786",
         "pbe compute create -n hpc --type cluster_class \\\n"
         "    --cluster-class dask_jobqueue.SLURMCluster \\\n"
-        "    --cluster-kwargs '{\"queue\": \"batch\", \"cores\": 8}'",
+        '    --cluster-kwargs \'{"queue": "batch", "cores": 8}\'',
         "pbe compute show -n batch-cluster --query max_instances -o tsv",
         "pbe compute list -o table",
         "pbe compute delete -n gpu-farm --yes",
@@ -32,8 +38,9 @@ Ignored = Annotated[str | None, Parameter(group=AZ)]
 def create(
     *,
     name: Name,
-    type: Annotated[Literal["local", "amlcompute", "address", "cluster_class"],
-                    Parameter(name=["--type", "-t"])] = "local",
+    type: Annotated[
+        Literal["local", "amlcompute", "address", "cluster_class"], Parameter(name=["--type", "-t"])
+    ] = "local",
     address: str | None = None,
     cluster_class: str | None = None,
     cluster_kwargs: str | None = None,
@@ -78,9 +85,14 @@ def create(
     from deployments import computes
 
     return computes.create_compute(
-        name, type=type, address=address, cluster_class=cluster_class,
-        cluster_kwargs=cluster_kwargs, min_instances=min_instances,
-        max_instances=max_instances)
+        name,
+        type=type,
+        address=address,
+        cluster_class=cluster_class,
+        cluster_kwargs=cluster_kwargs,
+        min_instances=min_instances,
+        max_instances=max_instances,
+    )
 
 
 @group.verb

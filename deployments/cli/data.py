@@ -9,7 +9,8 @@ from cyclopts import Parameter
 from deployments.cli.common import CommandGroup, Name, OptionalName
 
 group = CommandGroup(
-    "data", "Data assets that jobs take as --input azureml:<name>@latest.",
+    "data",
+    "Data assets that jobs take as --input azureml:<name>@latest.",
     prefect=False,
     columns={"Name": "name", "Version": "version", "Type": "type", "Path": "path"},
     examples=[
@@ -30,8 +31,9 @@ def create(
     *,
     file: Annotated[str | None, Parameter(name=["--file", "-f"])] = None,
     name: OptionalName = None,
-    type: Annotated[Literal["uri_folder", "uri_file"] | None,
-                    Parameter(name=["--type", "-t"])] = None,
+    type: Annotated[
+        Literal["uri_folder", "uri_file"] | None, Parameter(name=["--type", "-t"])
+    ] = None,
     path: Annotated[str | None, Parameter(name=["--path", "-p"])] = None,
     version: Version = None,
     description: Annotated[str | None, Parameter(name=["--description", "-d"])] = None,
@@ -55,8 +57,9 @@ def create(
     """
     from blocks.data_assets import DataRegistry, data_spec
 
-    return DataRegistry().create(data_spec(file, name=name, type=type, path=path,
-                                           version=version, description=description))
+    return DataRegistry().create(
+        data_spec(file, name=name, type=type, path=path, version=version, description=description)
+    )
 
 
 @group.verb

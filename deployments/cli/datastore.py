@@ -10,7 +10,8 @@ from cyclopts import Parameter
 from deployments.cli.common import CommandGroup, Name, Yes, confirm
 
 group = CommandGroup(
-    "datastore", "Datastores that azureml://datastores/<name>/paths/... names.",
+    "datastore",
+    "Datastores that azureml://datastores/<name>/paths/... names.",
     columns={"Name": "name", "Type": "type", "Url": "url", "Default": "is_default"},
     examples=[
         "pbe datastore create -f lake.yml   # Azure ML datastore YAML (azure_blob)",
@@ -63,20 +64,28 @@ def create(
     from blocks.errors import SpecError
     from deployments import datastores
 
-    fields = {"type": type, "url": url, "endpoint_url": endpoint_url, "key": key,
-              "secret": secret, "region": region}
+    fields = {
+        "type": type,
+        "url": url,
+        "endpoint_url": endpoint_url,
+        "key": key,
+        "secret": secret,
+        "region": region,
+    }
     if file:
         given = [f for f, value in fields.items() if value is not None]
         if given:
-            raise SpecError(f"--{given[0].replace('_', '-')} does not go with --file",
-                            hint="put every field in the YAML file")
+            raise SpecError(
+                f"--{given[0].replace('_', '-')} does not go with --file",
+                hint="put every field in the YAML file",
+            )
         return datastores.create_datastore_from_file(file, name=name, overwrite=overwrite)
-    missing = [f"--{f}" for f, value in (("name", name), ("type", type), ("url", url))
-               if not value]
+    missing = [f"--{f}" for f, value in (("name", name), ("type", type), ("url", url)) if not value]
     if missing:
-        raise SpecError(f"datastore create needs {', '.join(missing)} (or --file)",
-                        hint="e.g. --name lake --type s3 --url s3://bucket/prefix, "
-                        "or -f datastore.yml")
+        raise SpecError(
+            f"datastore create needs {', '.join(missing)} (or --file)",
+            hint="e.g. --name lake --type s3 --url s3://bucket/prefix, or -f datastore.yml",
+        )
     return datastores.create_datastore(name, overwrite=overwrite, **fields)
 
 

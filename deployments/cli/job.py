@@ -19,7 +19,8 @@ from deployments.cli.common import (
 )
 
 group = CommandGroup(
-    "job", "Jobs (flow runs of an endpoint).",
+    "job",
+    "Jobs (flow runs of an endpoint).",
     columns=JOB_COLUMNS,
     examples=[
         "pbe job show -n batchjob-5f3a --query status -o tsv",
@@ -146,9 +147,13 @@ def download(
     """
     from deployments import job_actions
 
-    return job_actions.download_job(name, download_path=download_path,
-                                    output_name=output_name, all_outputs=all_outputs,
-                                    overwrite=overwrite)
+    return job_actions.download_job(
+        name,
+        download_path=download_path,
+        output_name=output_name,
+        all_outputs=all_outputs,
+        overwrite=overwrite,
+    )
 
 
 @group.verb

@@ -9,7 +9,8 @@ from cyclopts import Parameter
 from deployments.cli.common import AZ, CommandGroup, Name, OptionalName
 
 group = CommandGroup(
-    "model", "Register model files and folders (versions 1, 2, …).",
+    "model",
+    "Register model files and folders (versions 1, 2, …).",
     prefect=False,
     columns={"Name": "name", "Version": "version", "Type": "type", "Path": "path"},
     examples=[
@@ -56,8 +57,7 @@ def create(
     """
     from deployments.registry import ModelRegistry
 
-    return ModelRegistry().create(name, path, version=version, type=type,
-                                  description=description)
+    return ModelRegistry().create(name, path, version=version, type=type, description=description)
 
 
 @group.verb

@@ -7,7 +7,8 @@ from typing import Any
 from deployments.cli.common import CommandGroup
 
 group = CommandGroup(
-    "server", "The embedded Prefect server and worker (when PREFECT_API_URL is unset).",
+    "server",
+    "The embedded Prefect server and worker (when PREFECT_API_URL is unset).",
     prefect=False,
     examples=[
         "pbe server start  # optional: the first command that needs it starts it",
@@ -22,8 +23,12 @@ def _external() -> dict[str, Any] | None:
     from deployments.api import external_api_url
 
     if url := external_api_url():
-        return {"mode": "external", "api_url": url, "running": True,
-                "note": "PREFECT_API_URL is set: pbe uses that server and starts nothing"}
+        return {
+            "mode": "external",
+            "api_url": url,
+            "running": True,
+            "note": "PREFECT_API_URL is set: pbe uses that server and starts nothing",
+        }
     return None
 
 

@@ -353,7 +353,6 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Write MNIST digits as a folder of PNGs (the input of a batch job) and "

@@ -41,11 +41,15 @@ def main() -> None:
     model.fit(features[:TRAIN_ROWS], labels[:TRAIN_ROWS])
     shutil.rmtree(out / "model", ignore_errors=True)
     mlflow.sklearn.save_model(
-        model, str(out / "model"), serialization_format="cloudpickle",
+        model,
+        str(out / "model"),
+        serialization_format="cloudpickle",
         signature=infer_signature(features, model.predict(features)),
-        pip_requirements=[f"scikit-learn=={version('scikit-learn')}",
-                          f"cloudpickle=={version('cloudpickle')}",
-                          "mlflow"],
+        pip_requirements=[
+            f"scikit-learn=={version('scikit-learn')}",
+            f"cloudpickle=={version('cloudpickle')}",
+            "mlflow",
+        ],
     )
     print(f"model: {out / 'model'} (trained on {TRAIN_ROWS} rows)")
 
@@ -60,8 +64,7 @@ def main() -> None:
         else:
             part.to_parquet(out / "data" / name, index=False)
         answers += [(name, row, int(label)) for row, label in enumerate(truth.iloc[start:end])]
-    pd.DataFrame(answers, columns=["file", "row", "label"]).to_csv(out / "labels.csv",
-                                                                   index=False)
+    pd.DataFrame(answers, columns=["file", "row", "label"]).to_csv(out / "labels.csv", index=False)
     print(f"data: {len(held_out)} unlabeled rows in {len(FILES)} files in {out / 'data'}")
 
 

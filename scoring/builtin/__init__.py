@@ -27,11 +27,14 @@ def require_mlflow() -> None:
     if importlib.util.find_spec("mlflow") is None:
         raise MissingDependencyError(
             "the built-in MLflow scorer needs mlflow (and pyarrow for Parquet), which are "
-            "not installed in the scoring environment", packages=[MLFLOW_EXTRA])
+            "not installed in the scoring environment",
+            packages=[MLFLOW_EXTRA],
+        )
 
 
-def builtin_code(model_path: str | os.PathLike[str], *, model_type: str | None,
-                 label: str) -> tuple[str, str]:
+def builtin_code(
+    model_path: str | os.PathLike[str], *, model_type: str | None, label: str
+) -> tuple[str, str]:
     """``(code folder, scoring script)`` of a no-code deployment of the model at ``model_path``.
 
     SpecError when the model is not an MLflow model with the ``python_function`` flavor;

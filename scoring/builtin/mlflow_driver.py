@@ -44,9 +44,13 @@ def init() -> None:
     # reading every installed package's metadata, in each process) is skipped
     model = mlflow.pyfunc.load_model(str(found.folder.resolve()), suppress_warnings=True)
     signature = found.signature
-    logger.info("Loaded MLflow model %s in %.1f s (flavors: %s; signature: %s).",
-                found.folder.name, time.monotonic() - started, ", ".join(found.flavors),
-                "yes" if signature else "none")
+    logger.info(
+        "Loaded MLflow model %s in %.1f s (flavors: %s; signature: %s).",
+        found.folder.name,
+        time.monotonic() - started,
+        ", ".join(found.flavors),
+        "yes" if signature else "none",
+    )
 
 
 def run(mini_batch: list[str]) -> MiniBatchOutput:
@@ -69,8 +73,7 @@ def score_file(path: str) -> str:
     """The output lines of one file: ``row,prediction…,file`` per prediction row."""
     data = read_input(path, signature)
     predictions = prediction_frame(model.predict(data))
-    predictions.insert(predictions.shape[1], "file", os.path.basename(path),
-                       allow_duplicates=True)
+    predictions.insert(predictions.shape[1], "file", os.path.basename(path), allow_duplicates=True)
     return predictions.to_csv(sep=",", header=False, index=True, lineterminator="\n")
 
 
