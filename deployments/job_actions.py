@@ -18,6 +18,8 @@ OUTPUT_NAMES = ("score",)
 
 
 _TRACEBACK = "Traceback (most recent call last):"
+#: how a mini-batch logs the script's own traceback (flows.tasks): kept whole
+_SCRIPT_TRACEBACK = "Mini-batch "
 _SCRIPT_LOGGER = "prefect.task_runs.script"  # flows.script_output: the script's own lines
 
 
@@ -28,7 +30,7 @@ def _without_framework_traceback(log: Any) -> str:
     message = log.message
     if not log.name.startswith("prefect") or log.name == _SCRIPT_LOGGER:
         return message
-    if _TRACEBACK not in message:
+    if _TRACEBACK not in message or message.startswith(_SCRIPT_TRACEBACK):
         return message
     head, _, tail = message.partition(_TRACEBACK)
     last = tail.strip().splitlines()[-1] if tail.strip() else ""

@@ -59,11 +59,32 @@ def test_a_failed_job_fails_invoke_wait_and_stream(pbe, endpoint, tiny_project):
     job = result.json()
     assert job["status"] == "Failed"
     assert "No item succeeded" in job["message"]
+    # the final message says why, and where the full report is
+    assert "Most failed attempts: ValueError: this model cannot score" in job["message"]
+    assert "Full report: " in job["message"] and "errors.txt" in job["message"]
     assert f"job '{job['name']}' ended Failed" in result.err
     streamed = pbe.run("job", "stream", "-n", job["name"])
     assert streamed.code == 1
     assert "this model cannot score" in streamed.out  # the scoring error reached the logs
     assert "Status: Failed" in streamed.out
+    # the script's traceback, not Prefect's engine's
+    assert 'raise ValueError("this model cannot score "' in streamed.out
+    assert "flow_engine.py" not in streamed.out and "task_engine.py" not in streamed.out
+
+
+def test_a_script_that_cannot_run_is_not_retried(pbe, endpoint, tiny_project, tmp_path):
+    (tiny_project.folder / "code" / "broken.py").write_text("def init(:\n    pass\n")
+    pbe.ok("batch-deployment", "create", "--file", str(tiny_project.deployment_yml),
+           "--endpoint-name", endpoint, "--name", "broken-dpl",
+           "--set", "code_configuration.scoring_script=broken.py")  # fmt: skip
+    result = pbe("batch-endpoint", "invoke", "--name", endpoint, "--deployment-name",
+                 "broken-dpl", "--input", str(tiny_project.inputs), "--set", "max_retries=3",
+                 "--output-path", str(tmp_path / "out"), "--wait")  # fmt: skip
+    assert result.code == 1
+    assert "SyntaxError" in result.json()["message"]
+    report = (tmp_path / "out" / "logs" / "processed_mini-batches.csv").read_text()
+    rows = [line.split(",") for line in report.splitlines()[1:]]
+    assert rows and all(row[1] == "1" for row in rows), report  # one attempt, not three
 
 
 def test_cancel_a_running_job(pbe, endpoint, tiny_project):
