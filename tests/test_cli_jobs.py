@@ -183,7 +183,12 @@ def test_downloads_never_destroy(pbe, endpoint, tiny_project, tmp_path):
     got = pbe.ok("job", "download", "-n", job["name"], "--download-path", str(where))
     predictions = where / "named-outputs" / "score" / "predictions.csv"
     assert predictions.read_text().splitlines() == [f"item{i:04d}.txt 42" for i in range(3)]
-    assert got["files"] == 3  # predictions and the two report files, no staging or claim
+    score = where / "named-outputs" / "score"
+    downloaded = sorted(str(p.relative_to(score)) for p in score.rglob("*") if p.is_file())
+    assert got["files"] == len(downloaded)
+    assert {"predictions.csv", "logs/errors.txt", "logs/processed_mini-batches.csv",
+            "logs/job.json"} <= set(downloaded)  # fmt: skip
+    assert not any(".pbe-staging-" in p or p.endswith(".claim") for p in downloaded)
     assert (where / "named-outputs" / "score" / "logs" / "errors.txt").is_file()
 
     predictions.write_text("my own edits\n")
