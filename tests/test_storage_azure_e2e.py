@@ -123,6 +123,7 @@ def test_public_container_to_a_blob_datastore_output(blob: Azurite, tmp_path: Pa
     assert blob.get("lake", "out/job-pub/predictions.csv").decode().splitlines() == STORAGE_ROWS
     assert blob.names("lake", "out/job-pub/") == [  # the staging area is gone
         "out/job-pub/logs/errors.txt",
+        "out/job-pub/logs/job.json",  # the job's record
         "out/job-pub/logs/processed_mini-batches.csv",
         "out/job-pub/predictions.csv",
     ]

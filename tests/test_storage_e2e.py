@@ -98,6 +98,7 @@ def test_s3_datastore_input_to_s3_output(s3: S3Server, tmp_path: Path) -> None:
     assert s3.get("lake", "out/job-s3/predictions.csv").decode().splitlines() == STORAGE_ROWS
     assert s3.keys("lake", "out/job-s3/") == [  # the staging area is gone
         "out/job-s3/logs/errors.txt",
+        "out/job-s3/logs/job.json",  # the job's record
         "out/job-s3/logs/processed_mini-batches.csv",
         "out/job-s3/predictions.csv",
     ]
