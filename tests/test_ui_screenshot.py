@@ -59,7 +59,8 @@ def test_the_ui_shows_the_summary_the_failed_mini_batch_and_the_scripts_lines(tm
 
     table = Path(record["pages"]["mini-batches"]["text"]).read_text()
     assert "1 1 " in table and "failed user_error ValueError: cannot score item0002.txt" in table
-    assert table.index("failed user_error") < table.index("succeeded")  # failed ones first
+    rows = table[table.index("error_message") :]  # past the header's column names
+    assert rows.index("failed user_error") < rows.index("succeeded")  # failed ones first
 
     logs = Path(record["pages"]["logs"]["text"]).read_text()
     assert "scoring 2 files: item0002.txt, item0003.txt" in logs  # the script's own line
