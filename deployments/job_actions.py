@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from blocks.errors import BatchEndpointError, NotFoundError
 from deployments import api
 from deployments.jobs import FINAL, find_job, job_record
+from flows.script_output import SCRIPT_LOGGER
 from flows.storage import Location
 
 __all__ = ["cancel_job", "download_job", "stream_job"]
@@ -18,19 +19,16 @@ OUTPUT_NAMES = ("score",)
 
 
 _TRACEBACK = "Traceback (most recent call last):"
-#: how a mini-batch logs the script's own traceback (flows.tasks): kept whole
-_SCRIPT_TRACEBACK = "Mini-batch "
-_SCRIPT_LOGGER = "prefect.task_runs.script"  # flows.script_output: the script's own lines
 
 
 def _without_framework_traceback(log: Any) -> str:
     """Prefect's own loggers attach the traceback of the engine that saw a failure; the
-    stream shows their first and last lines only. The script's traceback is logged by the
-    mini-batch itself (and kept in logs/errors.txt), so it stays."""
+    stream shows their first and last lines only. The script's traceback comes on the
+    script's own logger (and is kept in logs/errors.txt), so it stays whole."""
     message = log.message
-    if not log.name.startswith("prefect") or log.name == _SCRIPT_LOGGER:
-        return message
-    if _TRACEBACK not in message or message.startswith(_SCRIPT_TRACEBACK):
+    if not log.name.startswith("prefect") or log.name == SCRIPT_LOGGER or (
+        _TRACEBACK not in message
+    ):
         return message
     head, _, tail = message.partition(_TRACEBACK)
     last = tail.strip().splitlines()[-1] if tail.strip() else ""
@@ -43,7 +41,7 @@ def _format_log(log: Any, task_runs: dict[Any, str] | None = None) -> str:
     level = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}.get(
         log.level, str(log.level)
     )
-    source = "script" if log.name == _SCRIPT_LOGGER else log.name
+    source = "script" if log.name == SCRIPT_LOGGER else log.name
     task_run = (task_runs or {}).get(log.task_run_id) if log.task_run_id else None
     if task_run:
         source = f"{task_run} | {source}"

@@ -79,8 +79,8 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
     script.finish(process_name, job.logs)
     if error is not None:
         job.staging.record_failure(error)
-        if error.traceback:  # the script's own traceback, once per failed attempt
-            logger.error(
+        if error.traceback:  # the script's own traceback, once per attempt, as its own line
+            script.logger.error(
                 "Mini-batch %s attempt %d: %s\n%s",
                 mini_batch.id,
                 attempt,
