@@ -26,8 +26,10 @@ def _without_framework_traceback(log: Any) -> str:
     stream shows their first and last lines only. The script's traceback comes on the
     script's own logger (and is kept in logs/errors.txt), so it stays whole."""
     message = log.message
-    if not log.name.startswith("prefect") or log.name == SCRIPT_LOGGER or (
-        _TRACEBACK not in message
+    if (
+        not log.name.startswith("prefect")
+        or log.name == SCRIPT_LOGGER
+        or (_TRACEBACK not in message)
     ):
         return message
     head, _, tail = message.partition(_TRACEBACK)
