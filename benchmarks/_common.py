@@ -30,12 +30,16 @@ def run(mini_batch):
 def isolated_prefect() -> Iterator[None]:
     """A throw-away Prefect API (the test harness: a local server on SQLite).
 
-    Its server runs at the priority pbe gives its embedded server
+    Its server runs at the priority and with the settings pbe gives its embedded server
     (``PBE_SERVER_NICENESS``, default 10; set it to 0 to measure it at normal priority).
     """
     with tempfile.TemporaryDirectory(prefix="pbe-bench-prefect-") as home:
         os.environ["PREFECT_HOME"] = home
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        from deployments.server import SERVER_TUNING  # what pbe's embedded server runs with
+
+        for name, value in SERVER_TUNING.items():
+            os.environ.setdefault(name, value)
         from prefect.testing.utilities import prefect_test_harness
 
         with prefect_test_harness(server_startup_timeout=180):
