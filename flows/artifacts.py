@@ -8,16 +8,17 @@ latest of each is one look-up away: ``<endpoint>--<deployment>-summary``,
 
 from __future__ import annotations
 
+import heapq
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.report import mini_batch_rows
+from flows.report import report_rows
 from flows.results import AttemptRecord, JobCounts, MiniBatchResult
 from flows.storage import Location
 
@@ -61,8 +62,20 @@ class JobSummary:
     output_file: str | None
     error_threshold: int
     clock: PhaseClock = field(default_factory=PhaseClock)
-    results: Sequence[MiniBatchResult] = ()
+    counts: JobCounts = field(default_factory=JobCounts)
     failures: Sequence[AttemptRecord] = ()
+    #: the mini-batch table's rows and how many were left out (None before scoring ended)
+    table: tuple[list[dict[str, Any]], int] | None = None
+
+    def scored(
+        self,
+        counts: JobCounts,
+        results: Iterable[MiniBatchResult],
+        failures: Sequence[AttemptRecord],
+    ) -> None:
+        """What scoring gave: the counts, the failures, and the table's rows (read once from
+        ``results``, which may be a job's on-disk log)."""
+        self.counts, self.failures, self.table = counts, failures, table_rows(results)
 
     def key(self, kind: str) -> str:
         return artifact_key(self.endpoint, self.deployment, kind)
@@ -83,8 +96,8 @@ class JobSummary:
             key=self.key("summary"),
             description=f"Job {self.job_name}: {status}",
         )
-        if self.results:
-            rows, left_out = table_rows(self.results)
+        if self.table is not None and self.table[0]:
+            rows, left_out = self.table
             csv = self.output.join("logs", "processed_mini-batches.csv").display
             note = f"; {left_out} more rows not shown" if left_out else ""
             create_table_artifact(
@@ -95,17 +108,25 @@ class JobSummary:
             )
 
 
-def table_rows(results: Sequence[MiniBatchResult]) -> tuple[list[dict[str, Any]], int]:
+def table_rows(results: Iterable[MiniBatchResult]) -> tuple[list[dict[str, Any]], int]:
     """The table's rows (failed, then canceled, then succeeded; capped) and how many were
-    left out."""
-    rows = sorted(
-        mini_batch_rows(results),
+    left out; only the rows shown are ever held."""
+    count = 0
+
+    def counted(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for count, row in enumerate(rows, 1):  # noqa: B007 - counted as they pass
+            yield row
+
+    rows = heapq.nsmallest(
+        TABLE_ROWS,
+        counted(report_rows(results)),
         key=lambda r: (_STATUS_ORDER.get(r["status"], 3), r["mini_batch_id"]),
     )
     for row in rows:
         if len(row["error_message"]) > 300:
             row["error_message"] = row["error_message"][:300] + " …"
-    return rows[:TABLE_ROWS], max(len(rows) - TABLE_ROWS, 0)
+    return rows, max(count - TABLE_ROWS, 0)
 
 
 def _cell(text: Any) -> str:
@@ -127,7 +148,7 @@ def _failure_groups(failures: Sequence[AttemptRecord]) -> list[tuple[str, int, i
 
 def render_summary(summary: JobSummary, status: str, message: str) -> str:
     """The summary artifact's markdown."""
-    counts = JobCounts.of(summary.results)
+    counts = summary.counts
     where = f"endpoint `{summary.endpoint}`, " if summary.endpoint else ""
     logs = summary.output.join("logs").display
     lines = [

@@ -36,7 +36,8 @@ from flows.preflight import check_output
 from flows.processes import fork_server_for
 from flows.report import write_report
 from flows.resolve import ResolvedDeployment, resolve_endpoint, resolve_spec
-from flows.results import JobCounts, JobResult, MiniBatchResult
+from flows.result_log import ResultLog
+from flows.results import JobCounts, JobResult
 from flows.resume import JobJournal, check_resumable, job_to_resume
 from flows.staging import JobStaging
 from flows.storage import Location, publish_folder
@@ -243,22 +244,24 @@ def batch_score(
         phases,
     )
     progress = JobProgress(job_name, summary.key("progress"), len(plan), len(files))
+    skipped = len(plan) - len(todo)
 
-    def report_progress(results: list[MiniBatchResult], total: int) -> None:
-        progress(results, total)
-        journal.progress(len(results))
+    def report_progress(results: ResultLog) -> None:
+        progress(results.counts)
+        journal.progress(results.recorded - skipped)
 
     runner = make_task_runner(  # PBE_TASK_RUNNER=stock: prefect-dask's own DaskTaskRunner
         resolved.compute.task_runner_kwargs(
             settings.instance_count, settings.max_concurrency_per_instance, max(len(todo), 1)
         )
     )
-    status, counts, message, results, scored = "Failed", None, "", [], None
+    status, counts, message, scored = "Failed", None, "", None
     cluster_seconds = scoring_seconds = 0.0
     phases.lap("prepare")
+    results = releases.enter_context(ResultLog(len(plan)))  # on disk, read in index order
     try:
-        earlier = journal.committed_results(plan, staging.failures())
-        budget = ErrorBudget(settings.error_threshold, sum(r.failed for r in earlier))
+        results.record_all(journal.committed_results(plan, staging.failures()))
+        budget = ErrorBudget(settings.error_threshold, results.counts.items_failed)
         if todo:
             with fork_server_for(runner, job, len(todo), logger) as job, runner:
                 clock = time.monotonic()
@@ -266,10 +269,11 @@ def batch_score(
                 cluster_seconds = time.monotonic() - clock
                 phases.lap("cluster start")
                 clock = time.monotonic()
-                results = score_all(
+                score_all(
                     runner,
                     job,
                     todo,
+                    results,
                     max_retries=settings.max_retries,
                     budget=budget,
                     logger=logger,
@@ -277,13 +281,12 @@ def batch_score(
                 )
                 scoring_seconds = time.monotonic() - clock
                 phases.lap("scoring")
-        scored = len(results)
-        results = sorted([*results, *earlier], key=lambda r: r.index)
+        scored = results.recorded - skipped
         failures = staging.failures()
-        summary.results, summary.failures = results, failures
+        counts = results.counts
+        summary.scored(counts, results, failures)
         write_report(output.join("logs"), results, failures)
-        counts = JobCounts.of(results)
-        progress(results)  # the final counts in the progress artifact, early stops included
+        progress(counts)  # the final counts in the progress artifact, early stops included
         _publish_counts(counts, logger)
         check_outcome(
             counts,
@@ -326,7 +329,7 @@ def batch_score(
         items_failed=counts.items_failed,
         cluster_seconds=round(cluster_seconds, 3),
         scoring_seconds=round(scoring_seconds, 3),
-        mini_batches_skipped=len(plan) - len(todo),
+        mini_batches_skipped=skipped,
         record=record_location(output).display,
         message=message,
     )

@@ -55,8 +55,11 @@ def configured_lag() -> int:
     except ValueError:
         lag = -1
     if lag < 0:
-        raise SpecError(f"{LAG_VARIABLE}={raw!r} is not a count of task runs",
-                        key=LAG_VARIABLE, hint="a whole number; 0 turns pacing off")
+        raise SpecError(
+            f"{LAG_VARIABLE}={raw!r} is not a count of task runs",
+            key=LAG_VARIABLE,
+            hint="a whole number; 0 turns pacing off",
+        )
     return lag
 
 
@@ -87,8 +90,9 @@ def _client(client: Any) -> Iterator[Any]:
 
 
 #: The events that end a task run (the names of its final states).
-FINAL_EVENTS = [f"prefect.task-run.{name}" for name in ("Completed", "Failed", "Cancelled",
-                                                         "Crashed")]
+FINAL_EVENTS = [
+    f"prefect.task-run.{name}" for name in ("Completed", "Failed", "Cancelled", "Crashed")
+]
 
 
 def count_persisted_final_events(
@@ -97,8 +101,10 @@ def count_persisted_final_events(
     """The flow run's task-run final-state events the server has persisted (its event feed)."""
     body = {
         "filter": {
-            "occurred": {"since": since.isoformat(),
-                         "until": (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()},
+            "occurred": {
+                "since": since.isoformat(),
+                "until": (datetime.now(timezone.utc) + timedelta(days=1)).isoformat(),
+            },
             "event": {"name": FINAL_EVENTS},
             "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
         },
@@ -184,5 +190,6 @@ class EventPace:
             self._gave_up = True
             self.logger.warning(
                 "The Prefect server recorded no task run for %.0f s; going on without waiting "
-                "for it (some task-run states may be missing in the UI).", self.stall_seconds
+                "for it (some task-run states may be missing in the UI).",
+                self.stall_seconds,
             )

@@ -1,5 +1,9 @@
 """Fanning mini-batches out on Dask and collecting their results as they arrive.
 
+A window of them at a time (:mod:`flows.window`), paced to what the Prefect server has
+recorded (:mod:`flows.event_pace`), each result recorded in the job's
+:class:`~flows.result_log.ResultLog` and released from Dask.
+
 ``allow_failure`` is not honoured on Dask, and a Dask failure is not always reported as a
 Prefect state, so the loop reads each task's final state from its Dask future itself, turns
 it into a concrete :class:`MiniBatchResult`, and stops the job the moment the error
@@ -16,21 +20,26 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import distributed
+from prefect.runtime import flow_run
 from prefect.states import State
 from prefect_dask import DaskTaskRunner
 
 from blocks.errors import ErrorCategory, MiniBatchAttemptError
 from flows.cancel import request_stop
+from flows.event_pace import EventPace, configured_lag
 from flows.job import ScoringJob
 from flows.planning import MiniBatch
 from flows.processes import job_processes
+from flows.result_log import ResultLog
 from flows.results import MiniBatchResult
 from flows.task_runner import ScoringTaskRunner
 from flows.tasks import score_mini_batch
 from flows.threshold import ErrorBudget
+from flows.window import SubmitWindow, submit_window
 
-#: Called with the results so far and the number of mini-batches, at most every 2 s.
-ProgressCallback = Callable[[list[MiniBatchResult], int], None]
+#: Called with the job's results so far (their running counts: ``results.counts``), at
+#: most every 2 s and once all are in.
+ProgressCallback = Callable[[ResultLog], None]
 
 
 def _failed(mini_batch: MiniBatch, error: BaseException) -> MiniBatchResult:
@@ -114,20 +123,35 @@ def _stop(client: distributed.Client, job: ScoringJob, futures: list[distributed
 def score_all(
     runner: DaskTaskRunner,
     job: ScoringJob,
-    plan: Sequence[MiniBatch],
+    todo: Sequence[MiniBatch],
+    results: ResultLog,
     *,
     max_retries: int,
     budget: ErrorBudget,
     logger: logging.Logger | logging.LoggerAdapter,
     on_progress: ProgressCallback | None = None,
-) -> list[MiniBatchResult]:
-    """Run every mini-batch (one Prefect task each) and return their results by index."""
-    with job_processes(runner.client, job, len(plan), logger):
-        results = _score(runner, job, plan, max_retries, budget, logger, on_progress)
-    for mini_batch in plan:
+    pace: EventPace | None = None,
+) -> None:
+    """Run the mini-batches ``todo`` (one Prefect task each) and record their results.
+
+    At most :func:`~flows.window.submit_window` mini-batches are in Dask at a time, and each
+    result is released from Dask and the flow as soon as it is recorded, so memory does not
+    grow with the job; ``pace`` holds submissions back while the Prefect server lags (by
+    default :class:`~flows.event_pace.EventPace` for the current flow run). Mini-batches
+    that never ran (the job stopped first) are recorded as canceled.
+    """
+    own_pace = pace is None
+    if pace is None:
+        pace = EventPace(flow_run.get_id(), configured_lag(), logger)
+    try:
+        with job_processes(runner.client, job, len(todo), logger):
+            _score(runner, job, todo, max_retries, budget, logger, on_progress, pace, results)
+    finally:
+        if own_pace:
+            pace.close()
+    for mini_batch in todo:
         if mini_batch.index not in results:
-            results[mini_batch.index] = MiniBatchResult.canceled(mini_batch.index, len(mini_batch))
-    return [results[index] for index in sorted(results)]
+            results.record(MiniBatchResult.canceled(mini_batch.index, len(mini_batch)))
 
 
 def _submit(runner: DaskTaskRunner, task: Any, job: ScoringJob, plan: Sequence[MiniBatch]):
@@ -142,44 +166,76 @@ def _submit(runner: DaskTaskRunner, task: Any, job: ScoringJob, plan: Sequence[M
 def _score(
     runner: DaskTaskRunner,
     job: ScoringJob,
-    plan: Sequence[MiniBatch],
+    todo: Sequence[MiniBatch],
     max_retries: int,
     budget: ErrorBudget,
     logger: logging.Logger | logging.LoggerAdapter,
     on_progress: ProgressCallback | None,
-) -> dict[int, MiniBatchResult]:
-    """Submit the mini-batches and collect their results until done or over the threshold."""
+    pace: EventPace,
+    results: ResultLog,
+) -> None:
+    """Submit the mini-batches window by window and record their results until done or
+    over the threshold."""
     client = runner.client
     task = score_mini_batch.with_options(retries=max_retries - 1)
-    submitted = _submit(runner, task, job, plan)
-    futures = [future.wrapped_future for future in submitted]
-    by_key = {future.key: mini_batch for future, mini_batch in zip(futures, plan, strict=True)}
-
-    results: dict[int, MiniBatchResult] = {}
+    window = SubmitWindow(len(todo), submit_window())
+    pending: dict[str, tuple[distributed.Future, MiniBatch]] = {}
+    stream = distributed.as_completed([], loop=client.loop)
     last_report = 0.0
-    stream = distributed.as_completed(futures, loop=client.loop)
-    for batch in stream.batches():
-        for mini_batch, result in _results_of(client, batch, by_key):
-            results[mini_batch.index] = result
+
+    def top_up() -> None:
+        room = window.room(len(pending))
+        if room:
+            room = min(room, pace.room(window.submitted))
+        if room <= 0:
+            return
+        chunk = window.take(todo, room)
+        futures = [f.wrapped_future for f in _submit(runner, task, job, chunk)]
+        pending.update((f.key, (f, mb)) for f, mb in zip(futures, chunk, strict=True))
+        stream.update(futures)
+
+    while True:
+        top_up()
+        if not pending:
+            if window.done:
+                return
+            pace.wait(window.submitted)  # nothing in flight: only the server holds it back
+            continue
+        batch = stream.next_batch(block=True)
+        by_key = {f.key: pending.pop(f.key)[1] for f in batch}
+        for _mini_batch, result in _results_of(client, batch, by_key):
+            results.record(result)
             budget.record(result.failed if result.status == "failed" else 0)
-            if budget.exceeded:
-                break
+        del batch, by_key  # the results are recorded: Dask may forget them
         if budget.exceeded:
             logger.error(
                 "%d failed items exceed the error threshold %d; stopping the job.",
                 budget.failed_items,
                 budget.threshold,
             )
+            futures = [f for f, _ in pending.values()]
             _stop(client, job, futures)
-            ended = [
-                f
-                for f in futures
-                if f.status in ("finished", "error") and by_key[f.key].index not in results
-            ]  # those that were on a worker: reported as they ended, not as canceled
-            for mini_batch, result in _results_of(client, ended, by_key):
-                results[mini_batch.index] = result
-            break
-        if on_progress and (time.monotonic() - last_report > 2 or len(results) == len(plan)):
-            on_progress(list(results.values()), len(plan))
+            ended = {  # those that were on a worker: reported as they ended, not as canceled
+                f.key: mini_batch
+                for f, mini_batch in pending.values()
+                if f.status in ("finished", "error") and mini_batch.index not in results
+            }
+            ended_futures = [f for f in futures if f.key in ended]
+            for _mini_batch, result in _results_of(client, ended_futures, ended):
+                results.record(result)
+            return
+        if on_progress and (time.monotonic() - last_report > 2 or window.done and not pending):
+            _report_progress(on_progress, results, logger)
             last_report = time.monotonic()
-    return results
+
+
+def _report_progress(
+    on_progress: ProgressCallback,
+    results: ResultLog,
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> None:
+    """Report progress; a failure (e.g. a busy Prefect API answering 500) never stops a job."""
+    try:
+        on_progress(results)
+    except Exception as exc:  # noqa: BLE001 - progress is informative only
+        logger.warning("Updating the job's progress failed (%s); the job goes on.", exc)

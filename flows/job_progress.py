@@ -12,11 +12,10 @@ them (``update_flow_run_labels``, every 5 s) made each mini-batch ~40 ms dearer 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from flows.results import JobCounts, MiniBatchResult  # prefect: imported where used (CLI)
+from flows.results import JobCounts  # prefect: imported where used (CLI)
 
 #: The counts, as ``pbe job show`` reports them under ``properties``.
 FIELDS = (
@@ -72,7 +71,7 @@ def read_running_counts(client: Any, flow_run_id: UUID) -> dict[str, int]:
 
 
 class JobProgress:
-    """Publishes a job's progress: call it with the results so far (and the total)."""
+    """Publishes a job's progress: call it with the job's counts so far."""
 
     def __init__(self, job_name: str, key: str | None, mini_batches: int, items: int) -> None:
         from prefect.artifacts import create_progress_artifact
@@ -84,12 +83,11 @@ class JobProgress:
             progress=0.0, key=key, description=describe(job_name, JobCounts(), mini_batches, items)
         )
 
-    def __call__(self, results: Sequence[MiniBatchResult], total: int | None = None) -> None:
+    def __call__(self, counts: JobCounts) -> None:
         from prefect.artifacts import update_progress_artifact
 
-        counts = JobCounts.of(results)
         update_progress_artifact(
             self._artifact,
-            progress=100.0 * len(results) / max(total or self.mini_batches, 1),
+            progress=100.0 * counts.mini_batches / max(self.mini_batches, 1),
             description=describe(self.job_name, counts, self.mini_batches, self.items),
         )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from blocks.errors import ErrorCategory
+from flows.result_log import in_index_order
 from flows.results import AttemptRecord, MiniBatchResult
 from flows.storage import Location
 
@@ -26,10 +27,11 @@ REPORT_COLUMNS = (
 )
 
 
-def mini_batch_rows(results: Sequence[MiniBatchResult]) -> list[dict[str, Any]]:
-    """The report's rows, in mini-batch order."""
-    return [
-        {
+def report_rows(results: Iterable[MiniBatchResult]) -> Iterator[dict[str, Any]]:
+    """The report's rows, in mini-batch order, one at a time (``results`` may be a job's
+    on-disk :class:`~flows.result_log.ResultLog`)."""
+    for r in in_index_order(results):
+        yield {
             "mini_batch_id": r.index,
             "attempts": r.attempts,
             "process": r.process,
@@ -42,16 +44,23 @@ def mini_batch_rows(results: Sequence[MiniBatchResult]) -> list[dict[str, Any]]:
             "error_category": r.error_category or "",
             "error_message": r.error_message,
         }
-        for r in sorted(results, key=lambda r: r.index)
-    ]
 
 
-def render_processed_csv(results: Sequence[MiniBatchResult]) -> bytes:
+def stream_processed_csv(
+    results: Iterable[MiniBatchResult], rows_per_chunk: int = 5000
+) -> Iterator[bytes]:
+    """``processed_mini-batches.csv`` in chunks: a large job's report is never whole in
+    memory."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(mini_batch_rows(results))
-    return buffer.getvalue().encode()
+    for number, row in enumerate(report_rows(results), 1):
+        writer.writerow(row)
+        if number % rows_per_chunk == 0:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
 
 
 _STOPPED = "(no traceback: the process was stopped)"
@@ -77,9 +86,9 @@ def render_errors(failures: Sequence[AttemptRecord]) -> bytes:
 
 
 def write_report(
-    logs: Location, results: Sequence[MiniBatchResult], failures: Sequence[AttemptRecord]
+    logs: Location, results: Iterable[MiniBatchResult], failures: Sequence[AttemptRecord]
 ) -> None:
     """Write ``processed_mini-batches.csv`` and ``errors.txt`` into ``logs``."""
     logs.makedirs()
-    logs.join("processed_mini-batches.csv").write_atomic([render_processed_csv(results)])
+    logs.join("processed_mini-batches.csv").write_atomic(stream_processed_csv(results))
     logs.join("errors.txt").write_atomic([render_errors(failures)])

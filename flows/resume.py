@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from blocks.errors import ErrorCategory, ResumeRefused
@@ -132,7 +132,7 @@ class JobJournal:
 
     def committed_results(
         self, plan: Sequence[MiniBatch], failures: Sequence[AttemptRecord]
-    ) -> list[MiniBatchResult]:
+    ) -> Iterator[MiniBatchResult]:
         """Committed mini-batches as results: succeeded, less the files run() named failed."""
         named: dict[int, tuple[int, int]] = {}  # index -> (attempt, failed files)
         for failure in failures:
@@ -140,23 +140,19 @@ class JobJournal:
                 attempt, _ = named.get(failure.mini_batch_id, (0, 0))
                 if failure.attempt >= attempt:
                     named[failure.mini_batch_id] = (failure.attempt, len(failure.files))
-        results = []
         for mb in plan:
             if mb.index in self.committed:
                 failed = named.get(mb.index, (0, 0))[1]
-                results.append(
-                    MiniBatchResult(
-                        mb.index,
-                        len(mb),
-                        len(mb) - failed,
-                        failed,
-                        0,
-                        "succeeded",
-                        process="(an earlier run)",
-                        error_category=ErrorCategory.ITEM_ERROR if failed else None,
-                    )
+                yield MiniBatchResult(
+                    mb.index,
+                    len(mb),
+                    len(mb) - failed,
+                    failed,
+                    0,
+                    "succeeded",
+                    process="(an earlier run)",
+                    error_category=ErrorCategory.ITEM_ERROR if failed else None,
                 )
-        return results
 
     def progress(self, done: int) -> None:
         """``done`` of this run's mini-batches have ended; written at most every few seconds."""

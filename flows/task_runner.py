@@ -75,6 +75,7 @@ class ScoringTaskRunner(DaskTaskRunner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._shared: tuple[tuple[Any, ...], distributed.Future] | None = None
+        self._task_future: tuple[Any, distributed.Future] | None = None
         #: The name of the job's :class:`~flows.worker_state.JobWorkerPlugin`, if any.
         self.worker_state: str | None = None
 
@@ -129,7 +130,7 @@ class ScoringTaskRunner(DaskTaskRunner):
         if not prepared:
             return []
         ids, inputs, contexts, shared = zip(*prepared, strict=True)
-        task_future = self.client.scatter(task, broadcast=True, hash=False)
+        task_future = self._scattered_task(task)
         futures = self.client.map(
             _run_mapped_task_on_worker,
             ids,
@@ -145,6 +146,13 @@ class ScoringTaskRunner(DaskTaskRunner):
             internals.dask_future(future, task_run_id)
             for future, task_run_id in zip(futures, ids, strict=True)
         ]
+
+    def _scattered_task(self, task: Any) -> distributed.Future:
+        """The task object on every worker, scattered once for the submissions of a job
+        (a job submits its mini-batches window by window, :mod:`flows.window`)."""
+        if self._task_future is None or self._task_future[0] is not task:
+            self._task_future = (task, self.client.scatter(task, broadcast=True, hash=False))
+        return self._task_future[1]
 
     def _require_started(self) -> None:
         if not internals.runner_started(self):

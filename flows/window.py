@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from blocks.errors import SpecError
 from flows.planning import MiniBatch
@@ -21,7 +20,7 @@ WINDOW_VARIABLE = "PBE_SUBMIT_WINDOW"
 DEFAULT_WINDOW = 1000
 
 
-def submit_window(runner: Any = None) -> int:
+def submit_window() -> int:
     """``PBE_SUBMIT_WINDOW``: mini-batches a job keeps in Dask at once (at least 2)."""
     raw = os.environ.get(WINDOW_VARIABLE, "").strip()
     try:
@@ -29,8 +28,11 @@ def submit_window(runner: Any = None) -> int:
     except ValueError:
         size = 0
     if size < 2:
-        raise SpecError(f"{WINDOW_VARIABLE}={raw!r} is not a window size",
-                        key=WINDOW_VARIABLE, hint="a whole number of mini-batches, 2 or more")
+        raise SpecError(
+            f"{WINDOW_VARIABLE}={raw!r} is not a window size",
+            key=WINDOW_VARIABLE,
+            hint="a whole number of mini-batches, 2 or more",
+        )
     return size
 
 

@@ -69,7 +69,8 @@ def marker_counts(markers: Path) -> dict[str, int]:
     return {p.name: len(p.read_text().splitlines()) for p in markers.iterdir()}
 
 
-def test_resume_after_an_error_threshold_stop_scores_only_what_is_left(tmp_path):
+def test_resume_after_an_error_threshold_stop_scores_only_what_is_left(tmp_path, monkeypatch):
+    monkeypatch.setenv("PBE_SUBMIT_WINDOW", "2")  # what a large job does: windows of its plan
     spec, inputs, markers, flag = marked_project(tmp_path)
     flag.write_text("item0006.txt")
     output = tmp_path / "out"
@@ -103,6 +104,8 @@ def test_resume_after_an_error_threshold_stop_scores_only_what_is_left(tmp_path)
     assert record["attempts"][1]["mini_batches_skipped"] == len(committed)
     assert record["attempts"][1]["mini_batches_scored"] == 6 - len(committed)
     assert record["counts"]["items_succeeded"] == 12
+    report = (output / "logs" / "processed_mini-batches.csv").read_text().splitlines()[1:]
+    assert [int(line.split(",")[0]) for line in report] == list(range(6))
 
 
 def test_a_changed_input_or_mini_batch_size_refuses_the_resume(tmp_path):

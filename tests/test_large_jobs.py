@@ -20,8 +20,8 @@ from support import make_model, make_spec, write_inputs, write_script
 from flows.batch_score import batch_score
 from flows.event_pace import EventPace
 from flows.planning import plan_mini_batches
-from flows.report import render_processed_csv, stream_processed_csv
-from flows.result_log import ResultLog, as_sequence
+from flows.report import stream_processed_csv
+from flows.result_log import ResultLog, in_index_order
 from flows.results import MiniBatchResult
 from flows.window import SubmitWindow, submit_window
 
@@ -38,8 +38,8 @@ def test_the_result_log_reads_back_in_index_order_whatever_the_arrival_order():
     assert [r.index for r in log] == [0, 1, 2, 3, 4]
     assert log[3].status == "succeeded" and log.recorded == 5
     assert 4 in log and 5 not in log
-    assert as_sequence(log) is log
-    assert [r.index for r in as_sequence([_result(2), _result(0)])] == [0, 2]
+    assert in_index_order(log) is log
+    assert [r.index for r in in_index_order([_result(2), _result(0)])] == [0, 2]
 
 
 def test_a_result_not_yet_recorded_is_not_read():
@@ -56,7 +56,8 @@ def test_the_report_streams_in_chunks_and_equals_the_whole():
         log.record(_result(index))
     chunks = list(stream_processed_csv(log, rows_per_chunk=5))
     assert len(chunks) == 3
-    assert b"".join(chunks) == render_processed_csv([log[i] for i in range(12)])
+    whole = b"".join(stream_processed_csv([log[i] for i in reversed(range(12))]))
+    assert b"".join(chunks) == whole  # a list of results in any order gives the same
     rows = list(csv.DictReader(b"".join(chunks).decode().splitlines()))
     assert [int(r["mini_batch_id"]) for r in rows] == list(range(12))
 
@@ -106,12 +107,19 @@ def run(mini_batch):
 
 def _task_runs(flow_run_id: uuid.UUID) -> tuple[int, int]:
     """(all, final) ``mini-batch-*`` task runs of the flow run, as the server has them."""
+
     def count(**task_runs) -> int:
         with get_client(sync_client=True) as client:
-            return int(client.request("POST", "/task_runs/count", json={
-                "flow_runs": {"id": {"any_": [str(flow_run_id)]}},
-                "task_runs": {"name": {"like_": "mini-batch-"}, **task_runs},
-            }).json())
+            return int(
+                client.request(
+                    "POST",
+                    "/task_runs/count",
+                    json={
+                        "flow_runs": {"id": {"any_": [str(flow_run_id)]}},
+                        "task_runs": {"name": {"like_": "mini-batch-"}, **task_runs},
+                    },
+                ).json()
+            )
 
     return count(), count(state={"type": {"any_": FINAL}})
 
@@ -125,10 +133,15 @@ def test_a_windowed_paced_job_scores_everything_and_the_server_records_every_tas
     monkeypatch.setenv("PBE_EVENT_LAG", "6")  # the job waits for the server over and over
     code = write_script(tmp_path / "code", SCRIPT)
     write_inputs(tmp_path / "in", 40)
-    spec = make_spec(code, make_model(tmp_path / "m"), mini_batch_size=2,
-                     max_concurrency_per_instance=2)
-    state = batch_score(input=str(tmp_path / "in"), deployment=spec,
-                        output_path=str(tmp_path / "out"), return_state=True)
+    spec = make_spec(
+        code, make_model(tmp_path / "m"), mini_batch_size=2, max_concurrency_per_instance=2
+    )
+    state = batch_score(
+        input=str(tmp_path / "in"),
+        deployment=spec,
+        output_path=str(tmp_path / "out"),
+        return_state=True,
+    )
     assert state.is_completed(), state.message
     rows = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
     assert rows == [f"item{i:04d}.txt" for i in range(40)]
