@@ -119,7 +119,10 @@ def measure(count: int, server: str) -> dict:
             env = {**os.environ, "PREFECT_API_URL": url}  # PBE_EVENT_LAG as the caller set it
             output = subprocess.run(
                 [sys.executable, __file__, "--job", str(count), str(log), str(root)],
-                env=env, check=True, stdout=subprocess.PIPE, text=True,
+                env=env,
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
             ).stdout
             return json.loads(output.strip().splitlines()[-1]) | {"server": server}
         finally:
@@ -153,8 +156,9 @@ def _measure(root: Path, count: int, log: Path) -> dict:
         "recorded_per_second": count / recorded_seconds,
         "flow_idle_mib": sampler.flow_idle,
         "flow_peak_mib": sampler.flow_peak,
-        "workers": [{"first_mib": first, "peak_mib": peak}
-                    for first, peak in sampler.workers.values()],
+        "workers": [
+            {"first_mib": first, "peak_mib": peak} for first, peak in sampler.workers.values()
+        ],
         "dropped_events": sum(text.count(marker) for marker in DROP_MARKERS),
         "task_runs": _count(final=False),
         "task_runs_final": final,
