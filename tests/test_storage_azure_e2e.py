@@ -35,6 +35,7 @@ from blocks.errors import InputError, OutputExistsError
 from blocks.sas_handoff import stash
 from flows.batch_score import batch_score
 from flows.inputs import list_input
+from flows.script_output import file_name
 from flows.storage import Location
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -232,7 +233,9 @@ def test_the_scripts_own_output_is_uploaded_whole_to_blob(
     if fail_on:
         assert state.is_failed() and "exceeds error threshold 0" in (state.message or "")
         if fail_on == "init":  # every process said what it did before init() raised
-            assert {row["error_category"] for row in report if row["process"]} == {"init_error"}
+            failed = [row for row in report if row["status"] == "failed"]
+            assert failed and {row["error_category"] for row in failed} == {"init_error"}
+            assert all(file_name(row["process"]) in user["stdout"] for row in failed)
             assert not [line for lines in user["stdout"].values() for line in lines[1:]]
         else:
             assert report[2]["status"] == "failed" and report[2]["process"]
