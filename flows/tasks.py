@@ -62,12 +62,13 @@ def _score_mini_batch(job: ScoringJob, mini_batch: MiniBatch) -> MiniBatchResult
     try:
         with local_copies(mini_batch.files, job.input_storage_options) as paths:
             with state.pool.borrow(job.process, job.fork_server) as process:
-                process_name = f"{socket.gethostname()}:{process.pid}"
+                process_name = process.label
                 script(process.take_init_logs())
                 outcome = process.run(
                     paths, timeout=job.timeout, want_rows=job.append_rows, on_output=script
                 )
     except ScoringFailure as failure:
+        process_name = failure.process or process_name  # init() failed: the process's name
         script(failure.logs)
         error = _attempt_error(job, mini_batch, attempt, failure, process_name)
     except Exception as exc:  # a download or staging failure is a failed attempt too

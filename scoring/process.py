@@ -39,6 +39,8 @@ class ScoringFailure(Exception):
     logs: list[OutputLine] = field(default_factory=list)
     #: no retry can change it (a syntax error, a missing module, no run())
     permanent: bool = False
+    #: ``host:pid`` of the process, for a failure before it was lent (its ``init()``)
+    process: str = ""
 
     def __str__(self) -> str:
         return f"{self.category}: {self.detail}"
@@ -104,6 +106,11 @@ class ScoringProcess:
         return f"{socket.gethostname()}-{self.pid or 'unstarted'}"
 
     @property
+    def label(self) -> str:
+        """``<host>:<pid>``: the process as the job's report names it (``process``)."""
+        return f"{socket.gethostname()}:{self.pid}"
+
+    @property
     def alive(self) -> bool:
         return self._child is not None and self._child.poll() is None
 
@@ -159,6 +166,7 @@ class ScoringProcess:
         except ScoringFailure as failure:
             if failure.category != ErrorCategory.PROCESS_DIED or not self._never_forked():
                 failure.logs = self._take_output()
+                failure.process = self.label
                 raise
             logger.warning(
                 "fork server %s ended before forking; spawning the scoring process instead",
@@ -169,7 +177,9 @@ class ScoringProcess:
             return self.wait_ready()
         if kind != "ready":
             self.kill()
-            raise self._failure(payload, self._take_output())
+            failure = self._failure(payload, self._take_output())
+            failure.process = self.label
+            raise failure
         if self._output is not None:
             self._output.attach(self.name)
         self._init_logs = self._take_output()

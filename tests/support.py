@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import importlib.util
+import io
+import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import textwrap
 import time
 import urllib.error
@@ -17,9 +22,12 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pytest
 
 from blocks.spec import ModelDeploymentSpec
 from blocks.spec_loading import parse_deployment
+from flows.script_output import file_name
+from flows.storage import Location
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "mnist"
@@ -239,3 +247,142 @@ def run(mini_batch):
 
 STORAGE_INPUT = {f"in/f{n}.bin": b"x" * (n + 1) for n in range(5)} | {"empty/": b""}
 STORAGE_ROWS = [f"f{n}.bin {n + 1}" for n in range(5)]
+
+
+# --- a job whose script writes to stdout, stderr and logging: its user logs ----------------
+
+USER_LOGS_SCRIPT = """
+import logging
+import os
+import sys
+
+FAIL_ON = None
+log = logging.getLogger("userlogs")
+
+
+def init():
+    print(f"init pid {os.getpid()}")
+    print(f"init to stderr {os.getpid()}", file=sys.stderr)
+    log.warning("init record %d", os.getpid())
+    if FAIL_ON == "init":
+        raise RuntimeError("cannot load the model")
+
+
+def run(mini_batch):
+    names = [os.path.basename(path) for path in mini_batch]
+    for name, path in zip(names, mini_batch):
+        print(f"run {name}")
+        print(f"input {name} at {path}")
+        print(f"run to stderr {name}", file=sys.stderr)
+        log.error("run record %s", name)
+    if FAIL_ON in names:
+        raise ValueError(f"cannot score {FAIL_ON}")
+    return names
+
+
+def shutdown():
+    print(f"shutdown pid {os.getpid()}")
+"""
+
+
+def user_logs_script(fail_on: str | None = None) -> str:
+    """:data:`USER_LOGS_SCRIPT`, whose ``run()`` raises for the file named ``fail_on``
+    (``"init"``: whose ``init()`` raises, after its lines)."""
+    return USER_LOGS_SCRIPT.replace("FAIL_ON = None", f"FAIL_ON = {fail_on!r}")
+
+
+@contextlib.contextmanager
+def private_tempdir() -> Iterator[Path]:
+    """A fresh temporary folder for this process (``tempfile``) and for the Dask workers and
+    fork servers its jobs start (``TMPDIR`` in ``distributed.nanny.environ``); removed after.
+
+    ``multiprocessing`` keeps the folder it makes on first use (the socket of the fork
+    server local workers are forked from) for the life of the process: it is made first,
+    in the usual place, so that removing this folder cannot break later clusters.
+    """
+    import multiprocessing.util
+
+    import dask
+
+    multiprocessing.util.get_temp_dir()
+    folder = Path(tempfile.mkdtemp(prefix="pbe-test-tmp-"))  # short: sockets live in it
+    environ = {**(dask.config.get("distributed.nanny.environ", {}) or {}), "TMPDIR": str(folder)}
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tempfile, "tempdir", str(folder))
+            with dask.config.set({"distributed.nanny.environ": environ}):
+                yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def left_behind(folder: Path) -> list[str]:
+    """What a job left in the temporary folder ``folder``: its ``pbe-`` files and folders,
+    but ``pbe-models`` (the model links every job of a model shares, by design)."""
+    return sorted(
+        path.name
+        for path in folder.iterdir()
+        if path.name.lstrip(".").startswith("pbe-") and path.name != "pbe-models"
+    )
+
+
+def read_user_logs(logs: Location) -> dict[str, dict[str, list[str]]]:
+    """``{stream: {file name: lines}}`` of ``<logs>/user``, read back from its store."""
+    user = logs.join("user")
+    return {
+        stream: {
+            name: user.join(stream, name).read_bytes().decode().splitlines()
+            for name in user.join(stream).list_names()
+        }
+        for stream in ("stdout", "stderr")
+    }
+
+
+def assert_user_logs_whole(
+    logs: Location, *, every_mini_batch: bool, tmp: Path
+) -> tuple[list[dict[str, str]], dict[str, dict[str, list[str]]]]:
+    """Check the user logs of a job of :data:`USER_LOGS_SCRIPT` (one file per mini-batch,
+    ``f<n>.bin`` in mini-batch ``n``) against its report; return the report and the logs.
+
+    One stdout and one stderr file per scoring process, named ``<host>-<pid>``; each holds
+    its process's ``init()`` lines once, the lines of every mini-batch the report says it
+    ran, and, last, what ``shutdown()`` printed; stdout holds no stderr line.
+    ``every_mini_batch``: the job ran each mini-batch once (no cancelled one), so each
+    ``run`` line is in the files exactly once. ``tmp``: the job's :func:`private_tempdir`,
+    where its workers downloaded the input.
+    """
+    report = list(
+        csv.DictReader(io.StringIO(logs.join("processed_mini-batches.csv").read_bytes().decode()))
+    )
+    user = read_user_logs(logs)
+    stdout, stderr = user["stdout"], user["stderr"]
+    assert stdout, "no user logs were uploaded"
+    assert sorted(stdout) == sorted(stderr)  # a stdout and a stderr file per process
+    host = socket.gethostname()
+    for name, lines in stdout.items():
+        named_host, pid = name.removesuffix(".txt").rsplit("-", 1)
+        assert named_host == host and lines[0] == f"init pid {pid}", (name, lines)
+        assert [line for line in lines if line.startswith("init")] == [lines[0]]  # init once
+        assert not [line for line in lines if "stderr" in line or "record" in line], lines
+        assert f"init to stderr {pid}" in stderr[name]
+        assert f"WARNING userlogs: init record {pid}" in stderr[name]
+    ran = [row for row in report if row["process"] and row["error_category"] != "init_error"]
+    if every_mini_batch:
+        assert len(ran) == len(report)
+    for row in ran:
+        name, number = file_name(row["process"]), row["mini_batch_id"]
+        assert name in stdout, (row, sorted(stdout))
+        pid = row["process"].rsplit(":", 1)[1]
+        assert stdout[name][-1] == f"shutdown pid {pid}"  # uploaded after shutdown()
+        assert f"run f{number}.bin" in stdout[name]
+        assert f"run to stderr f{number}.bin" in stderr[name]
+        assert f"ERROR userlogs: run record f{number}.bin" in stderr[name]
+    downloads = [line for lines in stdout.values() for line in lines if line.startswith("input")]
+    assert (downloads or not ran) and all(
+        line.split(" at ")[1].startswith(os.path.join(tmp, "pbe-minibatch-")) for line in downloads
+    ), downloads  # the workers' temporary folder is this process's (private_tempdir)
+    runs = sorted(line for lines in stdout.values() for line in lines if line.startswith("run "))
+    assert len(runs) == len(set(runs))  # no mini-batch ran twice
+    if every_mini_batch:
+        assert runs == [f"run f{row['mini_batch_id']}.bin" for row in report]
+    return report, user

@@ -261,6 +261,7 @@ def test_missing_module_at_init_is_named(tmp_path, origin):
         process.start()
     assert info.value.category == "init_error"
     assert info.value.missing_module == "not_installed_anywhere"
+    assert info.value.process == process.label  # host:pid, as the report names it
 
 
 def test_script_without_run_is_refused(tmp_path, origin):

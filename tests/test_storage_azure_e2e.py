@@ -19,13 +19,23 @@ from uuid import UUID
 import pytest
 from azurite_server import ACCOUNT, KEY, Azurite
 from prefect.testing.utilities import prefect_test_harness
-from support import SIZES_SCRIPT, STORAGE_INPUT, STORAGE_ROWS, SUMMARY_SCRIPT
+from support import (
+    SIZES_SCRIPT,
+    STORAGE_INPUT,
+    STORAGE_ROWS,
+    SUMMARY_SCRIPT,
+    assert_user_logs_whole,
+    left_behind,
+    private_tempdir,
+    user_logs_script,
+)
 
 from blocks.datastore import Datastore, SavedDatastores, save_datastore
 from blocks.errors import InputError, OutputExistsError
 from blocks.sas_handoff import stash
 from flows.batch_score import batch_score
 from flows.inputs import list_input
+from flows.script_output import file_name
 from flows.storage import Location
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -189,6 +199,55 @@ def test_an_existing_blob_output_is_refused_before_scoring(blob: Azurite, tmp_pa
     assert blob.url("lake", "out/job-exists/predictions.csv") in str(error)
     assert blob.names("lake", "out/job-exists/") == ["out/job-exists/predictions.csv"]
     assert blob.get("lake", "out/job-exists/predictions.csv") == b"old rows\n"
+
+
+@pytest.mark.parametrize(
+    "fail_on", [None, "f2.bin", "init"], ids=["completed", "run-fails", "init-fails"]
+)
+def test_the_scripts_own_output_is_uploaded_whole_to_blob(
+    blob: Azurite, tmp_path: Path, fail_on: str | None
+) -> None:
+    """logs/user/{stdout,stderr}/<host>-<pid>.txt reach the container, one pair per scoring
+    process, with every line; a job that fails (over the error threshold, in run() or in
+    init()) uploads them too; no local copy is left."""
+    job = f"job-user-{fail_on or 'ok'}".replace(".", "-")
+    output = f"azureml://datastores/bloblake/paths/out/{job}"
+    with private_tempdir() as tmp:
+        state = batch_score(
+            input="azureml://datastores/bloblake/paths/in/",
+            output_path=output,
+            deployment=deployment(
+                tmp_path,
+                user_logs_script(fail_on),
+                mini_batch_size=1,
+                max_concurrency_per_instance=2,
+            ),
+            job_name=job,
+            max_retries=1,
+            error_threshold=0,
+            return_state=True,
+        )
+        assert left_behind(tmp) == []  # the output folder, the logs' copies, the downloads
+    logs = Location(*SavedDatastores().resolve(f"{output}/logs"))
+    report, user = assert_user_logs_whole(logs, every_mini_batch=not fail_on, tmp=tmp)
+    if fail_on:
+        assert state.is_failed() and "exceeds error threshold 0" in (state.message or "")
+        if fail_on == "init":  # every process said what it did before init() raised
+            failed = [row for row in report if row["status"] == "failed"]
+            assert failed and {row["error_category"] for row in failed} == {"init_error"}
+            assert all(file_name(row["process"]) in user["stdout"] for row in failed)
+            assert not [line for lines in user["stdout"].values() for line in lines[1:]]
+        else:
+            assert report[2]["status"] == "failed" and report[2]["process"]
+        return
+    assert state.is_completed(), state.message
+    assert [n for n in blob.names("lake", f"out/{job}/") if "/logs/user/" not in n] == [
+        f"out/{job}/logs/errors.txt",
+        f"out/{job}/logs/job.json",
+        f"out/{job}/logs/processed_mini-batches.csv",
+        f"out/{job}/predictions.csv",
+    ]
+    assert len(user["stdout"]) == len(blob.names("lake", f"out/{job}/logs/user/stdout/"))
 
 
 BAD_STORAGE_INPUTS = [

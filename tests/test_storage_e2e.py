@@ -22,13 +22,24 @@ from s3_server import (
     running_s3_server,
     serving_folder,
 )
-from support import SIZES_SCRIPT, STORAGE_INPUT, STORAGE_ROWS, SUMMARY_SCRIPT
+from support import (
+    SIZES_SCRIPT,
+    STORAGE_INPUT,
+    STORAGE_ROWS,
+    SUMMARY_SCRIPT,
+    assert_user_logs_whole,
+    left_behind,
+    private_tempdir,
+    user_logs_script,
+)
 
-from blocks.datastore import Datastore, save_datastore
+from blocks.datastore import Datastore, SavedDatastores, save_datastore
 from blocks.errors import InputError, OutputExistsError
 from blocks.spec import ModelDeploymentSpec
 from blocks.spec_loading import parse_deployment
 from flows.batch_score import batch_score
+from flows.script_output import file_name
+from flows.storage import Location
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -178,3 +189,51 @@ def test_summary_only_files_are_uploaded_to_s3(s3: S3Server, tmp_path: Path) -> 
     ]
     assert s3.get("lake", "out/job-summary/seen-f4.bin.txt") == b"5"
     assert "out/job-summary/predictions.csv" not in keys
+
+
+@pytest.mark.parametrize(
+    "fail_on", [None, "f2.bin", "init"], ids=["completed", "run-fails", "init-fails"]
+)
+def test_the_scripts_own_output_is_uploaded_whole_to_s3(
+    s3: S3Server, tmp_path: Path, fail_on: str | None
+) -> None:
+    """logs/user/{stdout,stderr}/<host>-<pid>.txt reach the bucket, one pair per scoring
+    process, with every line; a job that fails (over the error threshold, in run() or in
+    init()) uploads them too; no local copy is left."""
+    job = f"job-user-{fail_on or 'ok'}".replace(".", "-")
+    with private_tempdir() as tmp:
+        state = batch_score(
+            input="azureml://datastores/lake/paths/in/",
+            output_path=f"s3://lake/out/{job}",
+            deployment=deployment(
+                tmp_path,
+                user_logs_script(fail_on),
+                mini_batch_size=1,
+                max_concurrency_per_instance=2,
+            ),
+            job_name=job,
+            max_retries=1,
+            error_threshold=0,
+            return_state=True,
+        )
+        assert left_behind(tmp) == []  # the output folder, the logs' copies, the downloads
+    logs = Location(*SavedDatastores().resolve(f"azureml://datastores/lake/paths/out/{job}/logs"))
+    report, user = assert_user_logs_whole(logs, every_mini_batch=not fail_on, tmp=tmp)
+    if fail_on:
+        assert state.is_failed() and "exceeds error threshold 0" in (state.message or "")
+        if fail_on == "init":  # every process said what it did before init() raised
+            failed = [row for row in report if row["status"] == "failed"]
+            assert failed and {row["error_category"] for row in failed} == {"init_error"}
+            assert all(file_name(row["process"]) in user["stdout"] for row in failed)
+            assert not [line for lines in user["stdout"].values() for line in lines[1:]]
+        else:
+            assert report[2]["status"] == "failed" and report[2]["process"]
+        return
+    assert state.is_completed(), state.message
+    assert [k for k in s3.keys("lake", f"out/{job}/") if "/logs/user/" not in k] == [
+        f"out/{job}/logs/errors.txt",
+        f"out/{job}/logs/job.json",
+        f"out/{job}/logs/processed_mini-batches.csv",
+        f"out/{job}/predictions.csv",
+    ]
+    assert len(user["stdout"]) == len(s3.keys("lake", f"out/{job}/logs/user/stdout/"))
