@@ -313,6 +313,11 @@ def batch_score(
             staging.remove()
         journal.end(status, counts, message, scored=scored)
         if output.remote:
+            if status != "Completed":  # what the script wrote is kept, as on a local output
+                try:
+                    publish_folder(script_output, output)
+                except Exception as exc:  # noqa: BLE001 - the job's own error matters more
+                    logger.warning("Could not upload what the script wrote: %s", exc)
             shutil.rmtree(script_output, ignore_errors=True)
         releases.close()
 

@@ -275,6 +275,9 @@ def run(mini_batch):
         print(f"input {name} at {path}")
         print(f"run to stderr {name}", file=sys.stderr)
         log.error("run record %s", name)
+    for name in names:  # the script's own output files (AZUREML_BI_OUTPUT_PATH)
+        with open(os.path.join(os.environ["AZUREML_BI_OUTPUT_PATH"], f"seen-{name}"), "w") as f:
+            f.write(name)
     if FAIL_ON in names:
         raise ValueError(f"cannot score {FAIL_ON}")
     return names

@@ -239,15 +239,20 @@ def test_the_scripts_own_output_is_uploaded_whole_to_blob(
             assert not [line for lines in user["stdout"].values() for line in lines[1:]]
         else:
             assert report[2]["status"] == "failed" and report[2]["process"]
+            # what the script wrote into AZUREML_BI_OUTPUT_PATH is kept, as on a local output
+            seen = [k.rsplit("/", 1)[1] for k in blob.names("lake", f"out/{job}/seen-")]
+            assert seen and "seen-f2.bin" in seen
         return
     assert state.is_completed(), state.message
-    assert [n for n in blob.names("lake", f"out/{job}/") if "/logs/user/" not in n] == [
+    ours = [n for n in blob.names("lake", f"out/{job}/") if "/logs/user/" not in n]
+    assert [n for n in ours if "/seen-" not in n] == [
         f"out/{job}/logs/errors.txt",
         f"out/{job}/logs/job.json",
         f"out/{job}/logs/processed_mini-batches.csv",
         f"out/{job}/predictions.csv",
     ]
     assert len(user["stdout"]) == len(blob.names("lake", f"out/{job}/logs/user/stdout/"))
+    assert len(blob.names("lake", f"out/{job}/seen-")) == 5
 
 
 BAD_STORAGE_INPUTS = [
