@@ -98,9 +98,11 @@ class ScoringProcessPool:
             idle = self._idle.get(spec.key, [])
             while idle:
                 process = idle.pop()
-                if process.alive:
+                if process.alive or not process.ready:
+                    # one started ahead that has ended: its init() failed (or it died), which
+                    # wait_ready() reports instead of hiding it behind a fresh process
                     return process
-                process.kill()
+                process.kill()  # ended while idle after a good init(): replaced
         return None
 
     def close_job(self, job: str) -> list[str]:

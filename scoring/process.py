@@ -114,6 +114,11 @@ class ScoringProcess:
     def alive(self) -> bool:
         return self._child is not None and self._child.poll() is None
 
+    @property
+    def ready(self) -> bool:
+        """Whether its ``init()`` has been waited for and succeeded."""
+        return self._ready
+
     def start(self) -> None:
         """Start the process and wait for ``init()``; raises ScoringFailure if it fails."""
         self.launch()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from support import make_model, process_ended, write_script
 
+from blocks.errors import ErrorCategory
 from scoring.fork_server import ForkServer, available
 from scoring.pool import ScoringProcessPool
 from scoring.process import ScoringFailure, ScoringProcess
@@ -304,6 +305,32 @@ def test_a_prepared_process_that_fails_init_fails_its_first_mini_batch(tmp_path,
     with pytest.raises(ScoringFailure) as info, pool.borrow(spec, origin.server(spec)):
         pass
     assert info.value.missing_module == "not_installed_anywhere"
+
+
+def test_a_prepared_process_whose_init_failed_before_it_was_borrowed_reports_that_failure(
+    tmp_path, origin
+):
+    """Its failure is the one reported; no second process runs init() again behind it."""
+    marker = tmp_path / "inits.txt"
+    body = f"""
+def init():
+    open({str(marker)!r}, "a").write("init\\n")
+    raise RuntimeError("cannot load the model")
+def run(mb): return mb
+"""
+    pool = ScoringProcessPool()
+    spec = spec_for(tmp_path, write_script(tmp_path / "code", body))
+    pool.prepare(spec, 1, origin.server(spec))
+    [prepared] = [p for procs in pool._idle.values() for p in procs]
+    deadline = time.monotonic() + 60
+    while prepared.alive and time.monotonic() < deadline:  # its init() fails, it ends
+        time.sleep(0.05)
+    with pytest.raises(ScoringFailure) as info, pool.borrow(spec, origin.server(spec)):
+        pass
+    assert info.value.category == ErrorCategory.INIT_ERROR
+    assert "cannot load the model" in info.value.detail
+    assert info.value.process == prepared.label
+    assert marker.read_text().splitlines() == ["init"]
 
 
 def test_closing_a_job_ends_prepared_processes_nobody_used(tmp_path, origin):
