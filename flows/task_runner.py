@@ -130,6 +130,7 @@ class ScoringTaskRunner(DaskTaskRunner):
         if not prepared:
             return []
         ids, inputs, contexts, shared = zip(*prepared, strict=True)
+        internals.forget_task_run_assets(ids)  # else held per mini-batch until the job ends
         task_future = self._scattered_task(task)
         futures = self.client.map(
             _run_mapped_task_on_worker,

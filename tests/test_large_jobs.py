@@ -155,3 +155,28 @@ def test_a_windowed_paced_job_scores_everything_and_the_server_records_every_tas
     while (counts := _task_runs(flow_run_id)) != (20, 20) and time.monotonic() < deadline:
         time.sleep(1)
     assert counts == (20, 20)
+
+
+def test_submitted_mini_batches_leave_no_asset_record_in_the_flow_run(prefect_api):
+    """Prefect records each prepared task run's assets in the flow run's context until the
+    flow ends; the runner drops the empty records, or a job would hold one per mini-batch."""
+    from prefect import flow, task
+
+    from flows import prefect_internals as internals
+    from flows.task_runner import ScoringTaskRunner
+
+    @task
+    def echo(value: int) -> int:
+        return value
+
+    runner = ScoringTaskRunner(cluster_kwargs={"n_workers": 1, "processes": False})
+
+    @flow(task_runner=runner)
+    def submit_some() -> tuple[list[int], int]:
+        futures = internals.FlowRunContext.get().task_runner.submit_many(
+            echo, [{"value": n} for n in range(5)]
+        )
+        return [f.result() for f in futures], len(internals.FlowRunContext.get().task_run_assets)
+
+    values, records = submit_some()
+    assert values == list(range(5)) and records == 0
