@@ -7,7 +7,10 @@ Prints, in one run:
   with 0 and with 9,900 committed mini-batches (the peak must not grow with them beyond
   the set of their indices);
 - the whole resumed job (prepare, score the 100 mini-batches left, merge all 10,000 parts)
-  against a fresh job of 1,000 files: seconds and their ratio.
+  against a fresh job of 1,000 files: seconds and their ratio, the CPU seconds of this
+  (the flow's) process and their ratio (steadier than wall time on a loaded machine: the
+  resume's extra work is all here), and each job's time per phase (from its summary
+  artifact: prepare, cluster start, scoring, finish).
 
 The interrupted job is made with the engine's own pieces (its record, fingerprint and
 parts written as a job writes them), not by running and killing it: the point is the
@@ -17,6 +20,7 @@ resume. Run: ``python benchmarks/resume.py [--files 100000] [--left 1000]``
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 import tracemalloc
@@ -93,6 +97,30 @@ def _prepare(spec, inputs: Path, output: Path, job: str, *, trace: bool):
     return seconds, peak, len(committed)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process so far (all its threads: the flow, Dask's scheduler)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def phases(flow_run_id) -> str:
+    """A job's time per phase, as its summary artifact gives them (``prepare 1.2 s, …``)."""
+    import re
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    for artifact in artifacts:
+        found = re.findall(r"^\| ([a-z ]+) \| ([0-9.]+) \|$", str(artifact.data), re.M)
+        if found:
+            return ", ".join(f"{name} {seconds} s" for name, seconds in found)
+    return "phases not found"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100_000)
@@ -120,34 +148,41 @@ def main() -> None:
 
         batch_score(input=str(small), deployment=spec, output_path=str(root / "warm"))
         settle()
-        clock = time.perf_counter()
-        fresh = batch_score(
+        clock, cpu = time.perf_counter(), cpu_seconds()
+        fresh_state = batch_score(
             input=str(small),
             deployment=spec,
             output_path=str(root / "fresh"),
             job_name="bench-fresh",
+            return_state=True,
         )
-        fresh_s = time.perf_counter() - clock
+        fresh_s, fresh_cpu = time.perf_counter() - clock, cpu_seconds() - cpu
+        fresh = fresh_state.result()
         settle()
-        clock = time.perf_counter()
-        resumed = batch_score(
+        clock, cpu = time.perf_counter(), cpu_seconds()
+        resumed_state = batch_score(
             input=str(big),
             deployment=spec,
             output_path=str(root / "out"),
             job_name="bench-resume",
             resume=True,
+            return_state=True,
         )
-        resume_s = time.perf_counter() - clock
+        resume_s, resume_cpu = time.perf_counter() - clock, cpu_seconds() - cpu
+        resumed = resumed_state.result()
         rows = sum(1 for _ in open(root / "out" / "predictions.csv"))
         assert rows == args.files and resumed.mini_batches_skipped == committed
         print(
             f"fresh job of {args.left:,} files: {fresh_s:.2f} s (scoring "
-            f"{fresh.scoring_seconds:.2f} s)"
+            f"{fresh.scoring_seconds:.2f} s; flow process CPU {fresh_cpu:.2f} s)\n"
+            f"  {phases(fresh_state.state_details.flow_run_id)}"
         )
         print(
             f"resumed job, {args.left:,} of {args.files:,} files left: {resume_s:.2f} s "
             f"(scoring {resumed.scoring_seconds:.2f} s; merged {rows:,} rows) = "
-            f"{resume_s / fresh_s:.2f} x the fresh job"
+            f"{resume_s / fresh_s:.2f} x the fresh job; flow process CPU {resume_cpu:.2f} s = "
+            f"{resume_cpu / fresh_cpu:.2f} x\n"
+            f"  {phases(resumed_state.state_details.flow_run_id)}"
         )
         print(
             result_line(
@@ -159,6 +194,9 @@ def main() -> None:
                 fresh_s=fresh_s,
                 resume_s=resume_s,
                 ratio=resume_s / fresh_s,
+                fresh_cpu_s=fresh_cpu,
+                resume_cpu_s=resume_cpu,
+                cpu_ratio=resume_cpu / fresh_cpu,
             )
         )
 

@@ -131,7 +131,7 @@ class ScoringTaskRunner(DaskTaskRunner):
             return []
         ids, inputs, contexts, shared = zip(*prepared, strict=True)
         internals.forget_task_run_assets(ids)  # else held per mini-batch until the job ends
-        task_future = self._scattered_task(task)
+        task_future = self._shared_task(task)
         futures = self.client.map(
             _run_mapped_task_on_worker,
             ids,
@@ -148,11 +148,11 @@ class ScoringTaskRunner(DaskTaskRunner):
             for future, task_run_id in zip(futures, ids, strict=True)
         ]
 
-    def _scattered_task(self, task: Any) -> distributed.Future:
-        """The task object on every worker, scattered once for the submissions of a job
+    def _shared_task(self, task: Any) -> distributed.Future:
+        """The task object for the workers, shipped once for the submissions of a job
         (a job submits its mini-batches window by window, :mod:`flows.window`)."""
         if self._task_future is None or self._task_future[0] is not task:
-            self._task_future = (task, self.client.scatter(task, broadcast=True, hash=False))
+            self._task_future = (task, _share(self.client, task, "pbe-task"))
         return self._task_future[1]
 
     def _require_started(self) -> None:
@@ -197,9 +197,36 @@ class ScoringTaskRunner(DaskTaskRunner):
             shared = internals.shared_context(asset_kwargs)
             shared["token"] = uuid.uuid4().hex
             shared["worker_state"] = self.worker_state
-            future = self.client.scatter(shared, broadcast=True, hash=False)
+            future = _share(self.client, shared, "pbe-shared")
             self._shared = (identity, future)
         return self._shared[1], internals.task_context(asset_kwargs)
+
+
+class _Held:
+    """A value Dask ships whole, without looking inside it for keys or futures."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _held_value(held: _Held) -> Any:
+    return held.value
+
+
+def _share(client: distributed.Client, value: Any, name: str) -> distributed.Future:
+    """A future of ``value`` that every task of the flow run depends on (``name-<uuid>``).
+
+    Made by a task, not scattered: Dask cannot make scattered data again, so when every
+    worker that held it is lost (a one-worker cluster whose worker is killed) each task
+    still to run would be cancelled; a task's result it computes again. And under a key of
+    the flow run's own: a scattered dict puts each item under its own name (``token``,
+    ``flow_run_context``, …), names every job on a shared cluster uses, and Dask keeps the
+    first value of a key, so a second job's task runs would join the first job's flow run.
+    Each worker fetches it once, from a worker that has it, before its first task.
+    """
+    return client.submit(_held_value, _Held(value), key=f"{name}-{uuid.uuid4().hex}", pure=False)
 
 
 #: What a local worker needs before its first task; imported once, in the fork server.

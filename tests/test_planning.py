@@ -100,3 +100,22 @@ def test_a_local_write_is_atomic_and_gets_a_new_files_mode(tmp_path):
         os.umask(previous)
     assert stat.S_IMODE(os.stat(target.uri).st_mode) == 0o640
     assert Location(str(tmp_path / "out")).list_names() == ["predictions.csv"]
+
+
+def test_a_local_folders_names_are_its_files_only(tmp_path):
+    from flows.staging import JobStaging
+    from flows.storage import Location
+
+    staging = JobStaging(Location(str(tmp_path / "staging")))
+    assert staging.committed() == frozenset()  # no parts/ yet
+    for index in (0, 2, 10):
+        staging.commit_rows(index, b"row\n")
+    (tmp_path / "staging" / "parts" / "not-a-part").mkdir()
+    (tmp_path / "staging" / "parts" / "notes.txt").write_text("x")
+    assert staging.committed() == frozenset({0, 2, 10})
+    assert sorted(Location(str(tmp_path / "staging" / "parts")).list_names()) == [
+        "000000000.rows",
+        "000000002.rows",
+        "000000010.rows",
+        "notes.txt",
+    ]

@@ -148,3 +148,70 @@ def test_the_runner_switch(monkeypatch):
     monkeypatch.setenv(RUNNER_VARIABLE, "turbo")
     with pytest.raises(SpecError, match="PBE_TASK_RUNNER"):
         make_task_runner(kwargs)
+
+
+# Two jobs at once on one external cluster: each job's task runs belong to its own flow run.
+# The shared part of the runner's context once went out as a scattered dict, whose items Dask
+# keeps under their own names ("flow_run_context", "token", …): the second job's tasks got the
+# first job's values, and its task runs joined the first job's flow run.
+SLOW_SCRIPT = """
+import os, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    time.sleep(0.3 * len(mini_batch))
+    return [f"{WHO} {os.path.basename(path)}" for path in mini_batch]
+"""
+
+
+def test_two_jobs_on_one_external_cluster_keep_their_own_task_runs(tmp_path):
+    import threading
+
+    from support import dask_cluster
+
+    from blocks.compute import DaskCompute
+
+    counts = {"a": 16, "b": 4}
+    specs = {}
+    for who, count in counts.items():
+        code = write_script(tmp_path / f"code-{who}", f"WHO = {who!r}\n" + SLOW_SCRIPT)
+        write_inputs(tmp_path / f"in-{who}", count)
+        specs[who] = make_spec(
+            code,
+            make_model(tmp_path / f"m-{who}"),
+            name=f"dpl-{who}",
+            mini_batch_size=2,
+            max_concurrency_per_instance=2,
+        )
+    (tmp_path / "dask").mkdir()
+    states = {}
+    with dask_cluster(tmp_path / "dask", workers=2) as address:
+
+        def job(who: str) -> None:
+            states[who] = batch_score(
+                input=str(tmp_path / f"in-{who}"),
+                deployment=specs[who],
+                output_path=str(tmp_path / f"out-{who}"),
+                job_name=f"job-{who}",
+                compute=DaskCompute(type="address", address=address),
+                return_state=True,
+            )
+
+        first = threading.Thread(target=job, args=("a",))
+        first.start()
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "out-a").glob(".pbe-staging-*/parts/*")):
+            assert time.monotonic() < deadline and first.is_alive(), "job a scored nothing"
+            time.sleep(0.05)
+        job("b")  # while job a runs
+        first.join(timeout=120)
+    for who, count in counts.items():
+        state = states[who]
+        assert state.is_completed(), state.message
+        rows = (tmp_path / f"out-{who}" / "predictions.csv").read_text().splitlines()
+        assert rows == [f"{who} item{n:04d}.txt" for n in range(count)]
+        runs = task_runs_of(state.state_details.flow_run_id, expected=count // 2)
+        names = sorted(row[0] for row in runs if row[0].startswith("mini-batch-"))
+        assert names == sorted(f"mini-batch-{n}" for n in range(count // 2)), (who, names)
