@@ -2,7 +2,7 @@
 
 Checking that the output file does not exist is not enough: two jobs started together with
 the same output both pass the check. So a job also *claims* the file before it scores: it
-creates ``.<file>.claim`` beside it, exclusively — ``O_EXCL`` on a local disk, a conditional
+creates ``.<file>.claim`` beside it, exclusively — a hard link on a local disk, a conditional
 put (``If-None-Match: *``) on S3 and Azure Blob Storage — holding the job's name. Of two
 jobs, exactly one gets the claim; the other fails at once naming the job that holds it.
 
@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import socket
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -77,15 +78,7 @@ def claim_output(target: Location, job_name: str, *, own: bool = False) -> Itera
 def _create_exclusively(claim: Location, data: bytes) -> bool:
     """Create ``claim`` holding ``data`` unless it exists (then False), in one atomic step."""
     if not claim.remote:
-        path = local_path(claim.uri)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            return False
-        with os.fdopen(descriptor, "wb") as out:
-            out.write(data)
-        return True
+        return _create_local_exclusively(local_path(claim.uri), data)
     fs, path = claim.filesystem()
     try:
         fs.pipe_file(path, data, mode="create")  # S3 and Blob: a put with If-None-Match: *
@@ -94,4 +87,29 @@ def _create_exclusively(claim: Location, data: bytes) -> bool:
     except Exception:
         with claim.errors():
             raise
+    return True
+
+
+def _create_local_exclusively(path: str, data: bytes) -> bool:
+    """Write ``data`` aside, then hard-link it to ``path`` (fails if ``path`` exists, as
+    ``O_EXCL``), so the claim appears whole: a job refused at that moment reads its holder.
+    Where the file system has no hard links, ``O_EXCL`` and a write."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    aside = os.path.join(folder, f".pbe-claim-{uuid.uuid4().hex}")
+    with os.fdopen(os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as out:
+        out.write(data)
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links here
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+    finally:
+        os.unlink(aside)
     return True
