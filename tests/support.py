@@ -16,7 +16,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -389,3 +389,61 @@ def assert_user_logs_whole(
     if every_mini_batch:
         assert runs == [f"run f{row['mini_batch_id']}.bin" for row in report]
     return report, user
+
+
+def check_remote_user_logs(
+    *,
+    fail_on: str | None,
+    input: str,
+    output: str,
+    logs: str,
+    deployment: ModelDeploymentSpec,
+    names: Callable[[str], list[str]],
+) -> None:
+    """Run :data:`USER_LOGS_SCRIPT` (failing as ``fail_on`` says) from ``input`` to the remote
+    ``output``, then check what reached it: ``logs`` is the output's logs folder as a
+    datastore URI, ``names(prefix)`` lists the store's names under ``out/<job>/<prefix>``.
+
+    The user logs whole, one pair per process, for completed and failed jobs; what the
+    script wrote into ``AZUREML_BI_OUTPUT_PATH`` kept, failed or not; no local copy left.
+    """
+    from blocks.datastore import SavedDatastores
+    from flows.batch_score import batch_score
+
+    with private_tempdir() as tmp:
+        state = batch_score(
+            input=input,
+            output_path=output,
+            deployment=deployment,
+            job_name=output.rstrip("/").rsplit("/", 1)[1],
+            max_retries=1,
+            error_threshold=0,
+            return_state=True,
+        )
+        assert left_behind(tmp) == []  # the output folder, the logs' copies, the downloads
+    report, user = assert_user_logs_whole(
+        Location(*SavedDatastores().resolve(logs)), every_mini_batch=not fail_on, tmp=tmp
+    )
+    seen = [name.rsplit("/", 1)[1] for name in names("seen-")]
+    if fail_on:
+        assert state.is_failed() and "exceeds error threshold 0" in (state.message or "")
+        if fail_on == "init":  # every process said what it did before init() raised
+            failed = [row for row in report if row["status"] == "failed"]
+            assert failed and {row["error_category"] for row in failed} == {"init_error"}
+            assert all(file_name(row["process"]) in user["stdout"] for row in failed)
+            assert not [line for lines in user["stdout"].values() for line in lines[1:]]
+        else:
+            assert report[2]["status"] == "failed" and report[2]["process"]
+            # what the script wrote into AZUREML_BI_OUTPUT_PATH is kept, as on a local output
+            assert "seen-f2.bin" in seen
+        return
+    assert state.is_completed(), state.message
+    ours = [name.split("/", 2)[2] for name in names("") if "/logs/user/" not in name]
+    assert [name for name in ours if not name.startswith("seen-")] == [
+        "logs/errors.txt",
+        "logs/job.json",
+        "logs/processed_mini-batches.csv",
+        "predictions.csv",
+    ]
+    assert len(user["stdout"]) == len(names("logs/user/stdout/"))
+    assert len(seen) == 5

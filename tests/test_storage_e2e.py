@@ -27,19 +27,15 @@ from support import (
     STORAGE_INPUT,
     STORAGE_ROWS,
     SUMMARY_SCRIPT,
-    assert_user_logs_whole,
-    left_behind,
-    private_tempdir,
+    check_remote_user_logs,
     user_logs_script,
 )
 
-from blocks.datastore import Datastore, SavedDatastores, save_datastore
+from blocks.datastore import Datastore, save_datastore
 from blocks.errors import InputError, OutputExistsError
 from blocks.spec import ModelDeploymentSpec
 from blocks.spec_loading import parse_deployment
 from flows.batch_score import batch_score
-from flows.script_output import file_name
-from flows.storage import Location
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -201,44 +197,13 @@ def test_the_scripts_own_output_is_uploaded_whole_to_s3(
     process, with every line; a job that fails (over the error threshold, in run() or in
     init()) uploads them too; no local copy is left."""
     job = f"job-user-{fail_on or 'ok'}".replace(".", "-")
-    with private_tempdir() as tmp:
-        state = batch_score(
-            input="azureml://datastores/lake/paths/in/",
-            output_path=f"s3://lake/out/{job}",
-            deployment=deployment(
-                tmp_path,
-                user_logs_script(fail_on),
-                mini_batch_size=1,
-                max_concurrency_per_instance=2,
-            ),
-            job_name=job,
-            max_retries=1,
-            error_threshold=0,
-            return_state=True,
-        )
-        assert left_behind(tmp) == []  # the output folder, the logs' copies, the downloads
-    logs = Location(*SavedDatastores().resolve(f"azureml://datastores/lake/paths/out/{job}/logs"))
-    report, user = assert_user_logs_whole(logs, every_mini_batch=not fail_on, tmp=tmp)
-    if fail_on:
-        assert state.is_failed() and "exceeds error threshold 0" in (state.message or "")
-        if fail_on == "init":  # every process said what it did before init() raised
-            failed = [row for row in report if row["status"] == "failed"]
-            assert failed and {row["error_category"] for row in failed} == {"init_error"}
-            assert all(file_name(row["process"]) in user["stdout"] for row in failed)
-            assert not [line for lines in user["stdout"].values() for line in lines[1:]]
-        else:
-            assert report[2]["status"] == "failed" and report[2]["process"]
-            # what the script wrote into AZUREML_BI_OUTPUT_PATH is kept, as on a local output
-            seen = [k.rsplit("/", 1)[1] for k in s3.keys("lake", f"out/{job}/seen-")]
-            assert seen and "seen-f2.bin" in seen
-        return
-    assert state.is_completed(), state.message
-    ours = [k for k in s3.keys("lake", f"out/{job}/") if "/logs/user/" not in k]
-    assert [k for k in ours if "/seen-" not in k] == [
-        f"out/{job}/logs/errors.txt",
-        f"out/{job}/logs/job.json",
-        f"out/{job}/logs/processed_mini-batches.csv",
-        f"out/{job}/predictions.csv",
-    ]
-    assert len(user["stdout"]) == len(s3.keys("lake", f"out/{job}/logs/user/stdout/"))
-    assert len(s3.keys("lake", f"out/{job}/seen-")) == 5
+    check_remote_user_logs(
+        fail_on=fail_on,
+        input="azureml://datastores/lake/paths/in/",
+        output=f"s3://lake/out/{job}",
+        logs=f"azureml://datastores/lake/paths/out/{job}/logs",
+        deployment=deployment(
+            tmp_path, user_logs_script(fail_on), mini_batch_size=1, max_concurrency_per_instance=2
+        ),
+        names=lambda prefix: s3.keys("lake", f"out/{job}/{prefix}"),
+    )
