@@ -320,6 +320,10 @@ def wait_for(
 ) -> dict:
     """Poll job ``name`` until it ends (or ``timeout`` seconds pass); return its record.
 
+    Every 0.5 s in the first 30 s, where most small jobs end (a 2 s poll alone added up to
+    2 s to each: ``benchmarks/startup.py`` measured 8.0 or 10.1 s for the same job), then
+    every ``poll`` seconds.
+
     Its progress goes to ``progress`` (``True``: stderr) meanwhile, a live bar on a
     terminal, else a plain line now and then (:mod:`deployments.progress`); ``False``: none.
     """
@@ -327,7 +331,8 @@ def wait_for(
 
     from deployments.progress import ProgressView
 
-    deadline = None if timeout is None else time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
     run = find_job(name)
     out = sys.stderr if progress is True else progress or None
     with api.client() as prefect, ProgressView(out) as view:
@@ -336,5 +341,5 @@ def wait_for(
             view.update(record["properties"], record["status"])
             if record["status"] in FINAL or (deadline and time.monotonic() > deadline):
                 return record
-            time.sleep(poll)
+            time.sleep(min(poll, 0.5) if time.monotonic() - started < 30 else poll)
             run = prefect.read_flow_run(run.id)
