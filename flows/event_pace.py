@@ -21,12 +21,10 @@ warning): a job never hangs on it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -63,8 +61,9 @@ def configured_lag() -> int:
     return lag
 
 
-def count_final_task_runs(flow_run_id: uuid.UUID, client: Any = None) -> int:
-    """The flow run's task runs that the server has recorded in a final state."""
+def count_final_task_runs(flow_run_id: uuid.UUID, api: Any) -> int:
+    """The flow run's task runs that the server has recorded in a final state (``api``: an
+    open sync Prefect client)."""
     body = {
         "flow_runs": FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])).model_dump(
             mode="json", exclude_unset=True
@@ -73,20 +72,9 @@ def count_final_task_runs(flow_run_id: uuid.UUID, client: Any = None) -> int:
             state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINAL_TYPES))
         ).model_dump(mode="json", exclude_unset=True),
     }
-    with _client(client) as api:  # the REST route /task_runs/count
-        response = api.request("POST", "/task_runs/count", json=body)
-        response.raise_for_status()
-        return int(response.json())
-
-
-@contextlib.contextmanager
-def _client(client: Any) -> Iterator[Any]:
-    """``client`` if given (open), else a new sync API client for this call."""
-    if client is not None:
-        yield client
-        return
-    with get_client(sync_client=True) as new:
-        yield new
+    response = api.request("POST", "/task_runs/count", json=body)  # the REST route
+    response.raise_for_status()
+    return int(response.json())
 
 
 #: The events that end a task run (the names of its final states).
@@ -95,9 +83,7 @@ FINAL_EVENTS = [
 ]
 
 
-def count_persisted_final_events(
-    flow_run_id: uuid.UUID, since: datetime, client: Any = None
-) -> int:
+def count_persisted_final_events(flow_run_id: uuid.UUID, since: datetime, api: Any) -> int:
     """The flow run's task-run final-state events the server has persisted (its event feed)."""
     body = {
         "filter": {
@@ -110,10 +96,9 @@ def count_persisted_final_events(
         },
         "limit": 0,
     }
-    with _client(client) as api:  # the REST route /events/filter
-        response = api.request("POST", "/events/filter", json=body)
-        response.raise_for_status()
-        return int(response.json()["total"])
+    response = api.request("POST", "/events/filter", json=body)  # the REST route
+    response.raise_for_status()
+    return int(response.json()["total"])
 
 
 class EventPace:
